@@ -1,0 +1,103 @@
+"""The ``.cnet`` container: a 13-to-17-byte header and the range-coded payload.
+
+Layout (format version 1)::
+
+    offset  size  field
+    0       2     magic b"CN"
+    2       1     format version (1)
+    3       1     model id (stable, see compressnet.zoo; 0 = a user's weights file)
+    4       2     weights fingerprint (first 2 bytes), so other weights are refused
+    6       1     quality (1 = the lowest rate)
+    7       1-3   height - 1, unsigned LEB128
+    .       1-3   width - 1, unsigned LEB128
+    .       4     CRC-32 of every byte before it and of the payload
+    .       ...   payload: 32-bit little-endian range-coder words
+
+Free of torch: any program can parse a header.
+"""
+
+from __future__ import annotations
+
+import zlib
+from typing import NamedTuple
+
+MAGIC = b"CN"
+FORMAT_VERSION = 1
+SUPPORTED_VERSIONS = (1,)
+MAX_SIDE = 1 << 21  # 3 LEB128 bytes
+
+
+class BitstreamError(ValueError):
+    """A file that is not a valid ``.cnet`` bitstream; the message is meant for users."""
+
+
+class Header(NamedTuple):
+    model_id: int
+    fingerprint: bytes  # 2 bytes
+    quality: int
+    height: int
+    width: int
+    version: int = FORMAT_VERSION
+
+
+def _leb128(value: int) -> bytes:
+    out = bytearray()
+    while True:
+        byte = value & 0x7F
+        value >>= 7
+        out.append(byte | (0x80 if value else 0))
+        if not value:
+            return bytes(out)
+
+
+def _read_leb128(data: bytes, pos: int) -> tuple[int, int]:
+    value = 0
+    for i in range(3):
+        if pos >= len(data):
+            raise BitstreamError("file is truncated (header ends early)")
+        byte = data[pos]
+        pos += 1
+        value |= (byte & 0x7F) << (7 * i)
+        if not byte & 0x80:
+            return value, pos
+    raise BitstreamError("corrupted header (image size field too long)")
+
+
+def pack(header: Header, payload: bytes) -> bytes:
+    if not (0 <= header.model_id < 256 and 1 <= header.quality < 256):
+        raise ValueError("model id and quality must fit in a byte")
+    if not (1 <= header.height <= MAX_SIDE and 1 <= header.width <= MAX_SIDE):
+        raise ValueError(f"image sides must be between 1 and {MAX_SIDE}")
+    if len(header.fingerprint) != 2:
+        raise ValueError("fingerprint must be 2 bytes")
+    head = (MAGIC + bytes([FORMAT_VERSION, header.model_id]) + header.fingerprint
+            + bytes([header.quality]) + _leb128(header.height - 1) + _leb128(header.width - 1))
+    crc = zlib.crc32(payload, zlib.crc32(head))
+    return head + crc.to_bytes(4, "little") + payload
+
+
+def unpack(data: bytes) -> tuple[Header, bytes]:
+    """Parse and verify a bitstream; raises :class:`BitstreamError` with a clear message."""
+    if len(data) == 0:
+        raise BitstreamError("file is empty")
+    if not MAGIC.startswith(bytes(data[:2])):
+        raise BitstreamError("not a CompressNet file (wrong magic bytes)")
+    if len(data) < 9:
+        raise BitstreamError("file is truncated (header ends early)")
+    version = data[2]
+    if version not in SUPPORTED_VERSIONS:
+        raise BitstreamError(f"format version {version} is not supported by this compressnet "
+                             f"(it reads versions {', '.join(map(str, SUPPORTED_VERSIONS))}); "
+                             "upgrade compressnet")
+    model_id, fingerprint, quality = data[3], bytes(data[4:6]), data[6]
+    height, pos = _read_leb128(data, 7)
+    width, pos = _read_leb128(data, pos)
+    if pos + 4 > len(data):
+        raise BitstreamError("file is truncated (header ends early)")
+    stored = int.from_bytes(data[pos:pos + 4], "little")
+    payload = bytes(data[pos + 4:])
+    if zlib.crc32(payload, zlib.crc32(data[:pos])) != stored:
+        raise BitstreamError("file is corrupted or truncated (checksum mismatch)")
+    if quality == 0:
+        raise BitstreamError("corrupted header (quality 0)")
+    return Header(model_id, fingerprint, quality, height + 1, width + 1, version), payload

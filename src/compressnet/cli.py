@@ -1,0 +1,234 @@
+"""The ``compressnet`` command: a thin shell over the Python API.
+
+Every error ends as one line on stderr (``compressnet: error: ...``) and exit 1.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import warnings
+from importlib import resources
+from pathlib import Path
+
+import numpy as np
+
+from compressnet import bitstream, zoo
+from compressnet.codec import DEFAULT_QUALITY, Codec, CodecError, load, load_for_header
+from compressnet.image import ImageError, open_image
+from compressnet.io_utils import png_bytes, write_atomic
+from compressnet.metrics import psnr
+
+CNET_SUFFIX = ".cnet"
+
+
+def _outputs(inputs: list[str], out: str | None, out_dir: str | None, make_name) -> list[Path]:
+    if out and len(inputs) > 1:
+        raise CodecError("-o takes a single input; use --out-dir for several")
+    if out:
+        return [Path(out)]
+    return [(Path(out_dir) if out_dir else Path(i).parent) / make_name(Path(i)) for i in inputs]
+
+
+def cmd_compress(args: argparse.Namespace) -> int:
+    codec = load(args.model)
+    outputs = _outputs(args.inputs, args.output, args.out_dir, lambda p: p.stem + CNET_SUFFIX)
+    for src, dst in zip(args.inputs, outputs):
+        pixels = open_image(src)
+        if args.target_bpp is not None:
+            result = codec.encode_to_target(pixels, args.target_bpp)
+        else:
+            result = codec.encode(pixels, args.quality or DEFAULT_QUALITY)
+        write_atomic(dst, result.data, force=args.force)
+        print(f"{src} -> {dst}: {len(result.data)} bytes, {result.bpp:.4f} bpp, "
+              f"{codec.name} q{result.quality}")
+    return 0
+
+
+def _read_bitstream(path: str) -> bytes:
+    p = Path(path)
+    if not p.is_file():
+        raise CodecError(f"{path}: no such file")
+    return p.read_bytes()
+
+
+def cmd_decompress(args: argparse.Namespace) -> int:
+    outputs = _outputs(args.inputs, args.output, args.out_dir,
+                       lambda p: (p.name[: -len(CNET_SUFFIX)] if p.name.endswith(CNET_SUFFIX)
+                                  else p.name) + ".decoded.png")
+    codecs: dict[int, Codec] = {}
+    for src, dst in zip(args.inputs, outputs):
+        data = _read_bitstream(src)
+        try:
+            header, _ = bitstream.unpack(data)
+            if header.model_id not in codecs:
+                codecs[header.model_id] = load_for_header(data, args.model)
+            pixels = codecs[header.model_id].decompress_array(data)
+        except bitstream.BitstreamError as exc:
+            raise CodecError(f"{src}: {exc}") from None
+        write_atomic(dst, png_bytes(pixels), force=args.force)
+        print(f"{src} -> {dst}: {header.width}x{header.height}")
+    return 0
+
+
+def cmd_info(args: argparse.Namespace) -> int:
+    for src in args.inputs:
+        data = _read_bitstream(src)
+        try:
+            header, _ = bitstream.unpack(data)
+        except bitstream.BitstreamError as exc:
+            raise CodecError(f"{src}: {exc}") from None
+        try:
+            model = zoo.by_id(header.model_id).name
+        except KeyError:
+            model = "user weights file" if header.model_id == zoo.CUSTOM_MODEL_ID else \
+                f"unknown id {header.model_id}"
+        bpp = len(data) * 8 / (header.width * header.height)
+        print(f"{src}: model {model}, quality {header.quality}, {header.width}x{header.height}, "
+              f"{len(data)} bytes, {bpp:.4f} bpp, format v{header.version}, "
+              f"weights {header.fingerprint.hex()}")
+    return 0
+
+
+def cmd_models(args: argparse.Namespace) -> int:
+    for entry in zoo.REGISTRY:
+        if not zoo.is_bundled(entry):
+            print(f"{entry.name:16s} (id {entry.model_id}): not bundled in this release")
+            continue
+        codec = load(entry.name)
+        rates = ", ".join(f"q{q}: {codec.channels_sent(q)}ch <={codec.fixed_length_bpp(q, 512, 768):.3f}"
+                          for q in codec.qualities)
+        default = " [default]" if entry.arch == zoo.DEFAULT_MODEL and entry.preset == zoo.DEFAULT_PRESET \
+            else ""
+        print(f"{entry.name:16s} (id {entry.model_id}){default}: {rates} bpp (fixed-length bound)")
+    return 0
+
+
+def cmd_demo(args: argparse.Namespace) -> int:
+    sample = Path(str(resources.files("compressnet") / "samples" / "kodim23.png"))
+    codec = load(args.model)
+    pixels = open_image(sample)
+    result = codec.encode(pixels, args.quality or DEFAULT_QUALITY)
+    out_dir = Path(args.out_dir)
+    cnet = write_atomic(out_dir / "kodim23.cnet", result.data, force=args.force)
+    decoded = codec.decompress_array(cnet.read_bytes())
+    png = write_atomic(out_dir / "kodim23.decoded.png", png_bytes(decoded), force=args.force)
+    h, w = pixels.shape[:2]
+    print(f"sample {sample.name} ({w}x{h}) with {codec.name} q{result.quality}: "
+          f"{len(result.data)} bytes, {result.bpp:.4f} bpp "
+          f"(fixed-length bound {result.fixed_length_bpp:.4f}), PSNR {psnr(pixels, decoded):.2f} dB")
+    print(f"wrote {cnet} and {png}")
+    return 0
+
+
+def cmd_eval(args: argparse.Namespace) -> int:
+    from compressnet.evaluate import learned
+
+    files = learned.list_images(args.folder)
+    for name in args.models:
+        codec = load(name)
+        results = learned.evaluate_codec(codec, files, args.qualities, progress=not args.no_progress)
+        json_path, csv_path = learned.write_results(
+            results, codec.name, args.out_dir,
+            description=f"{codec.name} on {len(files)} images of {args.folder}, real file bytes")
+        print(f"{codec.name} on {len(files)} images of {args.folder}:")
+        print(learned.format_table(learned.summarize(results)))
+        print(f"wrote {json_path} and {csv_path}")
+    return 0
+
+
+def cmd_train(args: argparse.Namespace) -> int:
+    from compressnet.train.cli import run
+
+    return run(args)
+
+
+class _Parser(argparse.ArgumentParser):
+    """argparse that exits 1 (not 2) on bad usage, like every other error here."""
+
+    def error(self, message: str) -> None:  # type: ignore[override]
+        self.print_usage(sys.stderr)
+        print(f"{self.prog}: error: {message}", file=sys.stderr)
+        sys.exit(1)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = _Parser(prog="compressnet", description=__doc__.splitlines()[0])
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    p = sub.add_parser("compress", help="images -> .cnet files")
+    p.add_argument("inputs", nargs="+", metavar="IN")
+    g = p.add_mutually_exclusive_group()
+    g.add_argument("-o", "--output", help="output file (one input only)")
+    g.add_argument("--out-dir", help="folder for the outputs (default: beside each input)")
+    p.add_argument("--model", default=zoo.DEFAULT_MODEL, help="bundled model name or weights file path")
+    q = p.add_mutually_exclusive_group()
+    q.add_argument("--quality", "-q", type=int, help=f"1 (lowest rate) upward; default {DEFAULT_QUALITY}")
+    q.add_argument("--target-bpp", type=float, help="highest quality whose file fits this rate")
+    p.add_argument("--force", action="store_true", help="overwrite existing outputs")
+    p.set_defaults(func=cmd_compress)
+
+    p = sub.add_parser("decompress", help=".cnet files -> PNG")
+    p.add_argument("inputs", nargs="+", metavar="IN.cnet")
+    g = p.add_mutually_exclusive_group()
+    g.add_argument("-o", "--output", help="output PNG (one input only)")
+    g.add_argument("--out-dir", help="folder for the outputs (default: beside each input)")
+    p.add_argument("--model", help="weights file, for files written with a user's model")
+    p.add_argument("--force", action="store_true", help="overwrite existing outputs")
+    p.set_defaults(func=cmd_decompress)
+
+    p = sub.add_parser("info", help="describe .cnet files without decoding them")
+    p.add_argument("inputs", nargs="+", metavar="IN.cnet")
+    p.set_defaults(func=cmd_info)
+
+    p = sub.add_parser("models", help="list the bundled models and their rates")
+    p.set_defaults(func=cmd_models)
+
+    p = sub.add_parser("demo", help="compress and decompress the bundled sample photo")
+    p.add_argument("--out-dir", default="compressnet-demo")
+    p.add_argument("--model", default=zoo.DEFAULT_MODEL)
+    p.add_argument("--quality", "-q", type=int)
+    p.add_argument("--force", action="store_true", help="overwrite earlier demo outputs")
+    p.set_defaults(func=cmd_demo)
+
+    p = sub.add_parser("eval", help="rate and distortion of models on a folder of images")
+    p.add_argument("folder")
+    p.add_argument("--models", nargs="+", default=[zoo.DEFAULT_MODEL],
+                   help="bundled model names or weights file paths")
+    p.add_argument("--qualities", nargs="+", type=int, help="default: all")
+    p.add_argument("-o", "--out-dir", default="results")
+    p.add_argument("--no-progress", action="store_true")
+    p.set_defaults(func=cmd_eval)
+
+    from compressnet.train.cli import add_arguments
+
+    p = sub.add_parser("train", help="train a model on a folder of photos")
+    add_arguments(p)
+    p.set_defaults(func=cmd_train)
+    return parser
+
+
+def _warning_line(message, category, filename, lineno, file=None, line=None) -> None:
+    print(f"compressnet: warning: {message}", file=sys.stderr)
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    warnings.showwarning = _warning_line
+    np.seterr(all="ignore")
+    try:
+        return args.func(args)
+    except KeyboardInterrupt:
+        print("compressnet: interrupted", file=sys.stderr)
+        return 130
+    except (CodecError, ImageError, bitstream.BitstreamError, OSError, ValueError, KeyError) as exc:
+        message = exc.args[0] if isinstance(exc, KeyError) and exc.args else str(exc)
+        print(f"compressnet: error: {message}", file=sys.stderr)
+        return 1
+    except MemoryError:
+        print("compressnet: error: out of memory (try a smaller image)", file=sys.stderr)
+        return 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

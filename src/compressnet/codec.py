@@ -1,0 +1,203 @@
+"""The codec: image <-> ``.cnet`` bytes, tying model, entropy coder and bitstream together."""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+from typing import NamedTuple
+
+import numpy as np
+import torch
+from PIL import Image
+
+from compressnet import bitstream, zoo
+from compressnet.entropy import coder
+from compressnet.image import (
+    MAX_PIXELS,
+    ImageError,
+    ImageLike,
+    as_rgb_array,
+    pad_to_multiple,
+    to_tensor,
+    to_uint8,
+)
+from compressnet.models.autoencoder import DOWNSAMPLING
+from compressnet.models.io import LoadedModel, load_weights
+
+DEFAULT_QUALITY = 2
+
+
+class CodecError(ValueError):
+    """A request the codec cannot serve; the message is meant for users."""
+
+
+class EncodeResult(NamedTuple):
+    data: bytes
+    quality: int
+    height: int
+    width: int
+    estimated_bits: float  # ideal code length of the payload under the integer tables
+    fixed_length_bpp: float  # the paper's bound: sent symbols * log2(L) / pixels
+
+    @property
+    def bpp(self) -> float:
+        return len(self.data) * 8 / (self.height * self.width)
+
+
+class Codec:
+    """A loaded model ready to compress and decompress. Build one with :func:`load`."""
+
+    def __init__(self, loaded: LoadedModel, model_id: int, name: str) -> None:
+        self.model = loaded.model
+        self.cfg = loaded.model.cfg
+        self.tables = loaded.tables
+        self.fingerprint = loaded.fingerprint[:2]
+        self.model_id = model_id
+        self.name = name
+        self.metadata = loaded.metadata
+
+    @property
+    def qualities(self) -> range:
+        return range(1, len(self.cfg.qualities) + 1)
+
+    def channels_sent(self, quality: int) -> int:
+        if quality not in self.qualities:
+            raise CodecError(f"quality {quality} is out of range for {self.name} "
+                             f"(1 to {len(self.cfg.qualities)})")
+        return self.cfg.qualities[quality - 1]
+
+    def _switch_shapes(self, hp: int, wp: int) -> list[tuple[int, int, int]]:
+        if not self.cfg.transmits_switches:
+            return []
+        return [(self.cfg.enc_widths[lv], hp * DOWNSAMPLING >> (lv + 1), wp * DOWNSAMPLING >> (lv + 1))
+                for lv in self.cfg.switch_levels]
+
+    def _switch_tables(self) -> list[np.ndarray]:
+        return [self.tables[f"switch{i}"] for i, _ in enumerate(self._switch_shapes(1, 1))]
+
+    def fixed_length_bpp(self, quality: int, height: int, width: int) -> float:
+        hp, wp = math.ceil(height / DOWNSAMPLING), math.ceil(width / DOWNSAMPLING)
+        bits = self.channels_sent(quality) * hp * wp * math.log2(self.cfg.levels)
+        bits += sum(2 * c * h * w for c, h, w in self._switch_shapes(hp, wp))
+        return bits / (height * width)
+
+    @torch.inference_mode()
+    def encode(self, image: ImageLike, quality: int = DEFAULT_QUALITY) -> EncodeResult:
+        """Compress one image at ``quality``; also reports the estimated and fixed-length rates."""
+        keep = self.channels_sent(quality)
+        arr = as_rgb_array(image)
+        h, w = arr.shape[:2]
+        if h * w > MAX_PIXELS:
+            raise ImageError(f"{w}x{h} is too large (limit {MAX_PIXELS:,} pixels)")
+        x = pad_to_multiple(to_tensor(arr), DOWNSAMPLING)
+        _, symbols, enc = self.model.encode(x, keep)
+        sym = symbols[0, :keep].numpy()
+        switches = [enc.switches[lv][0].numpy() for lv in self.cfg.switch_levels] \
+            if self.cfg.transmits_switches else []
+        tables = self.tables["latent"][:keep]
+        payload = coder.encode(sym, tables, switches, self._switch_tables())
+        est = coder.latent_bits(sym, tables) + coder.switch_bits(switches, self._switch_tables())
+        header = bitstream.Header(self.model_id, self.fingerprint, quality, h, w)
+        return EncodeResult(bitstream.pack(header, payload), quality, h, w, est,
+                            self.fixed_length_bpp(quality, h, w))
+
+    def compress(self, image: ImageLike, quality: int | None = None,
+                 target_bpp: float | None = None) -> bytes:
+        """``.cnet`` bytes of ``image``; with ``target_bpp``, the highest quality that fits."""
+        if target_bpp is not None:
+            return self.encode_to_target(image, target_bpp).data
+        return self.encode(image, quality or DEFAULT_QUALITY).data
+
+    def encode_to_target(self, image: ImageLike, target_bpp: float) -> EncodeResult:
+        arr = as_rgb_array(image)
+        result = None
+        for quality in reversed(self.qualities):
+            result = self.encode(arr, quality)
+            if result.bpp <= target_bpp:
+                return result
+        raise CodecError(f"even the lowest quality needs {result.bpp:.4f} bpp, above the target "
+                         f"{target_bpp:g} bpp")
+
+    def check_header(self, header: bitstream.Header) -> None:
+        if header.model_id != self.model_id:
+            written = _describe_id(header.model_id)
+            raise CodecError(f"file was written with {written}, not {self.name}")
+        if header.fingerprint != self.fingerprint:
+            raise CodecError(f"file was written with other weights (fingerprint "
+                             f"{header.fingerprint.hex()}) than {self.name} ({self.fingerprint.hex()})")
+        if header.quality not in self.qualities:
+            raise CodecError(f"file uses quality {header.quality}, which {self.name} does not have")
+
+    @torch.inference_mode()
+    def decompress_array(self, data: bytes) -> np.ndarray:
+        """Decoded (H, W, 3) uint8 pixels of a ``.cnet`` bitstream."""
+        header, payload = bitstream.unpack(data)
+        self.check_header(header)
+        keep = self.cfg.qualities[header.quality - 1]
+        hp, wp = math.ceil(header.height / DOWNSAMPLING), math.ceil(header.width / DOWNSAMPLING)
+        shapes = self._switch_shapes(hp, wp)
+        try:
+            symbols, switches = coder.decode(payload, self.tables["latent"][:keep], (keep, hp, wp),
+                                             shapes, self._switch_tables())
+        except coder.CodingError as exc:
+            raise bitstream.BitstreamError(f"corrupted payload: {exc}") from None
+        y_hat = torch.zeros(1, self.cfg.latent_channels, hp, wp)
+        y_hat[0, :keep] = torch.from_numpy(symbols).float() - (self.cfg.levels - 1) // 2
+        given = {lv: torch.from_numpy(s)[None] for lv, s in zip(self.cfg.switch_levels, switches)}
+        x_hat = self.model.decode(y_hat, given or None).x_hat
+        return to_uint8(x_hat[..., : header.height, : header.width])
+
+    def decompress(self, data: bytes) -> Image.Image:
+        return Image.fromarray(self.decompress_array(data))
+
+    @torch.inference_mode()
+    def reconstruct(self, image: ImageLike, quality: int = DEFAULT_QUALITY) -> np.ndarray:
+        """The model's own forward pass (no entropy coding): what decoding must reproduce."""
+        arr = as_rgb_array(image)
+        h, w = arr.shape[:2]
+        keep = self.channels_sent(quality)
+        y_hat, _, enc = self.model.encode(pad_to_multiple(to_tensor(arr), DOWNSAMPLING), keep)
+        given = {lv: enc.switches[lv] for lv in self.cfg.switch_levels} \
+            if self.cfg.transmits_switches else None
+        return to_uint8(self.model.decode(y_hat, given).x_hat[..., :h, :w])
+
+
+def _describe_id(model_id: int) -> str:
+    if model_id == zoo.CUSTOM_MODEL_ID:
+        return "a user's weights file (decode it with --model PATH)"
+    try:
+        return f"model {zoo.by_id(model_id).name}"
+    except KeyError:
+        return f"an unknown model id {model_id} (from a newer compressnet?)"
+
+
+def load(name: str = zoo.DEFAULT_MODEL, preset: str | None = None) -> Codec:
+    """A codec for a bundled model (``sae-spn``, ``sae-spn-lite``, ...) or a weights file path."""
+    if name.endswith(".safetensors") or Path(name).is_file():
+        try:
+            loaded = load_weights(name)
+        except FileNotFoundError as exc:
+            raise CodecError(str(exc)) from None
+        return Codec(loaded, zoo.CUSTOM_MODEL_ID, Path(name).name)
+    try:
+        entry = zoo.lookup(name, preset)
+    except KeyError as exc:
+        raise CodecError(exc.args[0]) from None
+    if not zoo.is_bundled(entry):
+        raise CodecError(f"model {entry.name} has no bundled weights in this release "
+                         f"(bundled: {', '.join(e.name for e in zoo.REGISTRY if zoo.is_bundled(e))})")
+    return Codec(load_weights(zoo.bundled_path(entry)), entry.model_id, entry.name)
+
+
+def load_for_header(data: bytes, model_path: str | None = None) -> Codec:
+    """The codec that wrote ``data``: the bundled model its header names, or ``model_path``."""
+    header, _ = bitstream.unpack(data)
+    if model_path:
+        return load(model_path)
+    if header.model_id == zoo.CUSTOM_MODEL_ID:
+        raise CodecError("file was written with a user's weights file: pass it with --model PATH")
+    try:
+        entry = zoo.by_id(header.model_id)
+    except KeyError:
+        raise CodecError(f"unknown model id {header.model_id} (written by a newer compressnet?)") from None
+    return load(entry.name)

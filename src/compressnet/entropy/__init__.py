@@ -1,0 +1,1 @@
+"""Entropy modelling (learned tables, frozen as integers) and the coder glue."""

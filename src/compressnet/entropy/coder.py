@@ -1,0 +1,93 @@
+"""Range coding of latent symbols and switches with constriction, from integer tables.
+
+The tables are integer frequencies summing to ``2**TABLE_PRECISION``; they reach
+constriction as the exactly representable floats ``freq / 2**16`` with
+``perfect=False``, so encoder and decoder quantise them identically on every
+machine.  Symbols are coded channel by channel, row by row; each row is one
+vectorised call, because its contexts (the row above, the previous channel)
+are already known to the decoder.
+"""
+
+from __future__ import annotations
+
+import constriction
+import numpy as np
+
+from compressnet.entropy.context_model import TABLE_PRECISION, latent_contexts_np
+
+_SCALE = float(1 << TABLE_PRECISION)
+_FAMILY = constriction.stream.model.Categorical(perfect=False)
+
+
+class CodingError(ValueError):
+    """The payload does not decode (corrupted or truncated)."""
+
+
+def _probs(freqs: np.ndarray) -> np.ndarray:
+    return np.ascontiguousarray(freqs, dtype=np.float64) / _SCALE
+
+
+def latent_bits(symbols: np.ndarray, tables: np.ndarray) -> float:
+    """Ideal code length in bits of ``symbols`` (k, h, w) under ``tables``."""
+    levels = tables.shape[-1]
+    ctx = latent_contexts_np(symbols, levels)
+    c = np.arange(symbols.shape[0])[:, None, None]
+    freqs = tables[c, ctx, symbols]
+    return float(-np.log2(freqs / _SCALE).sum())
+
+
+def switch_bits(switches: list[np.ndarray], tables: list[np.ndarray]) -> float:
+    total = 0.0
+    for s, t in zip(switches, tables):
+        c = np.arange(s.shape[0])[:, None, None]
+        total += float(-np.log2(t[c, s] / _SCALE).sum())
+    return total
+
+
+def encode(symbols: np.ndarray, tables: np.ndarray,
+           switches: list[np.ndarray] = (), switch_tables: list[np.ndarray] = ()) -> bytes:
+    """Code the latent (k, h, w) and optional switches (each (C_l, h_l, w_l)) into bytes."""
+    levels = tables.shape[-1]
+    enc = constriction.stream.queue.RangeEncoder()
+    ctx = latent_contexts_np(symbols, levels)
+    c = np.arange(symbols.shape[0])[:, None, None]
+    probs = _probs(tables[c, ctx].reshape(-1, levels))
+    enc.encode(symbols.reshape(-1).astype(np.int32), _FAMILY, probs)
+    for s, t in zip(switches, switch_tables):
+        c = np.arange(s.shape[0])[:, None, None]
+        probs = _probs(np.broadcast_to(t[c], s.shape + (4,)).reshape(-1, 4))
+        enc.encode(s.reshape(-1).astype(np.int32), _FAMILY, probs)
+    return enc.get_compressed().astype("<u4").tobytes()
+
+
+def decode(payload: bytes, tables: np.ndarray, shape: tuple[int, int, int],
+           switch_shapes: list[tuple[int, int, int]] = (),
+           switch_tables: list[np.ndarray] = ()) -> tuple[np.ndarray, list[np.ndarray]]:
+    """Inverse of :func:`encode`; ``shape`` is (k, h, w) of the latent."""
+    if len(payload) % 4:
+        raise CodingError("payload length is not a whole number of 32-bit words")
+    words = np.frombuffer(payload, dtype="<u4").astype(np.uint32)
+    levels = tables.shape[-1]
+    none = levels
+    k, h, w = shape
+    try:
+        dec = constriction.stream.queue.RangeDecoder(words)
+        out = np.empty((k, h, w), dtype=np.int64)
+        for ch in range(k):
+            for i in range(h):
+                above = out[ch, i - 1] if i else np.full(w, none)
+                prev = out[ch - 1, i] if ch else np.full(w, none)
+                probs = _probs(tables[ch, above * (levels + 1) + prev])
+                out[ch, i] = dec.decode(_FAMILY, probs)
+        switches = []
+        for (sc, sh, sw), t in zip(switch_shapes, switch_tables):
+            level = np.empty((sc, sh, sw), dtype=np.int64)
+            for ch in range(sc):
+                probs = _probs(np.broadcast_to(t[ch], (sh * sw, 4)))
+                level[ch] = dec.decode(_FAMILY, probs).reshape(sh, sw)
+            switches.append(level)
+    except (ValueError, RuntimeError, AssertionError) as exc:
+        raise CodingError(f"payload does not decode ({exc})") from None
+    if int(out.max(initial=0)) >= levels or int(out.min(initial=0)) < 0:
+        raise CodingError("payload decodes to symbols out of range")
+    return out, switches

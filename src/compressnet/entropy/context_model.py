@@ -1,0 +1,100 @@
+"""A learned, context-adaptive probability model for the quantized latent and the switches.
+
+The latent symbol at channel ``c``, row ``i``, column ``j`` is coded with a
+categorical distribution chosen by two already-decoded neighbours: the symbol
+above it in the same channel and the symbol at the same place in channel
+``c - 1`` (a missing neighbour is its own value, ``L``).  That gives
+``(L + 1) ** 2`` small tables per channel.  A prefix of channels is always
+decodable on its own, which is what channel truncation needs.
+
+Training learns logits; :meth:`ContextModel.integer_tables` turns them into
+integer frequency tables once, when weights are exported, so the coder never
+sees a float computed at decode time.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+TABLE_PRECISION = 16  # every table sums to 2**16
+
+
+def latent_contexts(symbols: Tensor, levels: int) -> Tensor:
+    """Context index (B, C, H, W) of every latent symbol from its causal neighbours."""
+    none = levels
+    above = F.pad(symbols, (0, 0, 1, 0), value=none)[:, :, :-1, :]
+    prev = F.pad(symbols, (0, 0, 0, 0, 1, 0), value=none)[:, :-1, :, :]
+    return above * (levels + 1) + prev
+
+
+def latent_contexts_np(symbols: np.ndarray, levels: int) -> np.ndarray:
+    """Numpy twin of :func:`latent_contexts` for one image (C, H, W) of int symbols."""
+    none = levels
+    above = np.full_like(symbols, none)
+    above[:, 1:, :] = symbols[:, :-1, :]
+    prev = np.full_like(symbols, none)
+    prev[1:] = symbols[:-1]
+    return above * (levels + 1) + prev
+
+
+def quantize_probabilities(probs: np.ndarray, precision: int = TABLE_PRECISION) -> np.ndarray:
+    """Integer frequencies (last axis sums to ``2**precision``, each at least 1)."""
+    total = 1 << precision
+    n = probs.shape[-1]
+    freqs = np.floor(probs * (total - n)).astype(np.int64) + 1
+    deficit = total - freqs.sum(-1)
+    top = probs.argmax(-1)
+    np.put_along_axis(freqs, top[..., None],
+                      np.take_along_axis(freqs, top[..., None], -1) + deficit[..., None], -1)
+    return freqs.astype(np.int32)
+
+
+class ContextModel(nn.Module):
+    """Learned latent tables ``(C, (L+1)^2, L)`` and switch tables ``(levels, width, 4)``."""
+
+    def __init__(self, channels: int, levels: int, switch_widths: tuple[int, ...] = ()) -> None:
+        super().__init__()
+        self.levels = levels
+        self.latent_logits = nn.Parameter(torch.zeros(channels, (levels + 1) ** 2, levels))
+        self.switch_logits = nn.ParameterList(
+            [nn.Parameter(torch.zeros(w, 4)) for w in switch_widths])
+
+    def latent_bits(self, y_soft: Tensor, symbols: Tensor, keep: int) -> Tensor:
+        """Bits of the first ``keep`` channels per image; differentiable in ``y_soft``.
+
+        The value is the exact code length under the current tables; the
+        encoder's gradient flows through a soft assignment of ``y_soft`` to
+        the centres (straight-through), the tables' through the log-softmax.
+        """
+        symbols = symbols[:, :keep]
+        ctx = latent_contexts(symbols, self.levels)
+        logp = F.log_softmax(self.latent_logits[:keep], dim=-1)  # C K L
+        c_idx = torch.arange(keep, device=symbols.device).view(1, keep, 1, 1)
+        table = logp[c_idx, ctx]  # B C H W L
+        hard = -table.gather(-1, symbols.unsqueeze(-1)).squeeze(-1)
+        half = (self.levels - 1) // 2
+        centers = torch.arange(-half, half + 1, device=y_soft.device, dtype=y_soft.dtype)
+        w = torch.softmax(-((y_soft[:, :keep].unsqueeze(-1) - centers) ** 2), dim=-1)
+        soft = -(w * table.detach()).sum(-1)
+        bits = (hard + soft - soft.detach()) / np.log(2.0)
+        return bits.flatten(1).sum(1)
+
+    def switch_bits(self, level_index: int, switches: Tensor) -> Tensor:
+        """Bits per image of one level's switches (B, C, H, W) under its tables."""
+        logp = F.log_softmax(self.switch_logits[level_index], dim=-1)  # C 4
+        c_idx = torch.arange(switches.shape[1], device=switches.device).view(1, -1, 1, 1)
+        bits = -logp[c_idx, switches] / np.log(2.0)
+        return bits.flatten(1).sum(1)
+
+    @torch.no_grad()
+    def integer_tables(self) -> dict[str, np.ndarray]:
+        """The tables the coder uses, frozen as integers."""
+        out = {"latent": quantize_probabilities(
+            torch.softmax(self.latent_logits.double(), -1).cpu().numpy())}
+        for i, logits in enumerate(self.switch_logits):
+            out[f"switch{i}"] = quantize_probabilities(
+                torch.softmax(logits.double(), -1).cpu().numpy())
+        return out

@@ -1,0 +1,1 @@
+"""Evaluation: rate, distortion and timing over a folder of images."""

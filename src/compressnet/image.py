@@ -1,0 +1,117 @@
+"""Any image in, uint8 RGB out: modes, bit depths, EXIF rotation, alpha, padding."""
+
+from __future__ import annotations
+
+import warnings
+from pathlib import Path
+
+import numpy as np
+import torch
+from PIL import Image, ImageOps, UnidentifiedImageError
+
+IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp", ".ppm", ".pgm", ".gif"}
+MAX_PIXELS = 64_000_000  # ~ 8000 x 8000; the lite model needs about 1.4 kB of RAM per pixel
+
+ImageLike = Image.Image | np.ndarray | torch.Tensor | str | Path
+
+
+class ImageError(ValueError):
+    """An input that cannot be read as an image; the message is meant for users."""
+
+
+def to_rgb_array(im: Image.Image) -> np.ndarray:
+    """A PIL image of any mode as an (H, W, 3) uint8 array, EXIF orientation applied."""
+    im = ImageOps.exif_transpose(im)
+    if im.mode in ("I;16", "I;16B", "I;16L", "I"):
+        arr = np.asarray(im).astype(np.float64)
+        top = 65535.0 if arr.max() > 255 else 255.0
+        grey = np.clip(np.round(arr / top * 255.0), 0, 255).astype(np.uint8)
+        return np.repeat(grey[..., None], 3, axis=2)
+    if im.mode == "F":
+        grey = np.clip(np.round(np.asarray(im) * (255.0 if np.asarray(im).max() <= 1 else 1)), 0, 255)
+        return np.repeat(grey.astype(np.uint8)[..., None], 3, axis=2)
+    if im.mode in ("RGBA", "LA", "PA") or (im.mode == "P" and "transparency" in im.info):
+        im = im.convert("RGBA")
+        if np.asarray(im)[..., 3].min() < 255:
+            warnings.warn("alpha channel dropped: only RGB is coded", stacklevel=2)
+    return np.asarray(im.convert("RGB"), dtype=np.uint8).copy()
+
+
+def open_image(path: str | Path) -> np.ndarray:
+    """Read an image file as uint8 RGB, with one clear error for anything unreadable."""
+    path = Path(path)
+    if not path.is_file():
+        raise ImageError(f"{path}: no such file")
+    if path.stat().st_size == 0:
+        raise ImageError(f"{path}: file is empty")
+    try:
+        with Image.open(path) as im:
+            w, h = im.size
+            if w * h > MAX_PIXELS:
+                raise ImageError(f"{path}: {w}x{h} is too large (limit {MAX_PIXELS:,} pixels)")
+            im.load()
+            return to_rgb_array(im)
+    except UnidentifiedImageError:
+        raise ImageError(f"{path}: not an image (or a format Pillow cannot read)") from None
+    except Image.DecompressionBombError:
+        raise ImageError(f"{path}: too large (limit {MAX_PIXELS:,} pixels)") from None
+    except (OSError, SyntaxError, ValueError) as exc:
+        if isinstance(exc, ImageError):
+            raise
+        raise ImageError(f"{path}: unreadable or truncated image ({exc})") from None
+
+
+def as_rgb_array(image: ImageLike) -> np.ndarray:
+    """PIL image, array (HxW, HxWx1/3/4, uint8 or float in [0,1]), tensor (CxHxW) or path."""
+    if isinstance(image, (str, Path)):
+        return open_image(image)
+    if isinstance(image, Image.Image):
+        return to_rgb_array(image)
+    if isinstance(image, torch.Tensor):
+        t = image.detach().cpu()
+        if t.dim() == 4 and t.shape[0] == 1:
+            t = t[0]
+        if t.dim() != 3 or t.shape[0] not in (1, 3, 4):
+            raise ImageError(f"tensor images must be (C, H, W) with C in 1, 3, 4; got {tuple(t.shape)}")
+        arr = t.permute(1, 2, 0).numpy()
+        image = arr
+    arr = np.asarray(image)
+    if arr.ndim == 2:
+        arr = arr[..., None]
+    if arr.ndim != 3 or arr.shape[2] not in (1, 3, 4):
+        raise ImageError(f"arrays must be HxW or HxWxC with C in 1, 3, 4; got {arr.shape}")
+    if arr.shape[0] * arr.shape[1] == 0:
+        raise ImageError("image has no pixels")
+    if arr.dtype != np.uint8:
+        if np.issubdtype(arr.dtype, np.floating):
+            arr = np.clip(np.round(arr * 255.0), 0, 255).astype(np.uint8)
+        elif arr.dtype == np.uint16:
+            arr = np.round(arr / 257.0).astype(np.uint8)
+        else:
+            arr = np.clip(arr, 0, 255).astype(np.uint8)
+    if arr.shape[2] == 4:
+        if arr[..., 3].min() < 255:
+            warnings.warn("alpha channel dropped: only RGB is coded", stacklevel=2)
+        arr = arr[..., :3]
+    if arr.shape[2] == 1:
+        arr = np.repeat(arr, 3, axis=2)
+    return np.ascontiguousarray(arr)
+
+
+def to_tensor(arr: np.ndarray) -> torch.Tensor:
+    """(H, W, 3) uint8 -> (1, 3, H, W) float in [0, 1]."""
+    return torch.from_numpy(arr).permute(2, 0, 1).unsqueeze(0).float() / 255.0
+
+
+def to_uint8(x: torch.Tensor) -> np.ndarray:
+    """(1, 3, H, W) float -> (H, W, 3) uint8, rounded and clipped."""
+    return x[0].clamp(0, 1).mul(255).round().to(torch.uint8).permute(1, 2, 0).numpy()
+
+
+def pad_to_multiple(x: torch.Tensor, multiple: int) -> torch.Tensor:
+    """Replicate-pad the bottom and right edges up to a multiple (reflection fails on 1x1)."""
+    h, w = x.shape[-2:]
+    ph, pw = (-h) % multiple, (-w) % multiple
+    if ph == 0 and pw == 0:
+        return x
+    return torch.nn.functional.pad(x, (0, pw, 0, ph), mode="replicate")

@@ -1,0 +1,84 @@
+"""Weights files: safetensors with the config, fp16 weights and the frozen integer tables.
+
+The integer probability tables are stored as int32 tensors (``tables.*``) and are
+what the coder uses: they never pass through a float computation at decode time.
+The fingerprint is a hash of everything in the file that shapes the decoded
+image, so a bitstream can refuse to decode with other weights.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from pathlib import Path
+from typing import NamedTuple
+
+import numpy as np
+import torch
+from safetensors import safe_open
+from safetensors.numpy import load_file as np_load_file
+from safetensors.numpy import save_file as np_save_file
+
+from compressnet.models.autoencoder import CompressNetModel
+from compressnet.models.config import ModelConfig
+
+WEIGHTS_FORMAT = "compressnet-weights/1"
+
+
+class LoadedModel(NamedTuple):
+    model: CompressNetModel  # float32, eval mode
+    tables: dict[str, np.ndarray]  # integer coder tables
+    fingerprint: bytes  # 8 bytes; bitstreams carry a prefix of it
+    metadata: dict[str, str]
+
+
+def _fingerprint(config_json: str, arrays: dict[str, np.ndarray]) -> bytes:
+    digest = hashlib.sha256(config_json.encode())
+    for name in sorted(arrays):
+        digest.update(name.encode())
+        digest.update(np.ascontiguousarray(arrays[name]).tobytes())
+    return digest.digest()[:8]
+
+
+def export_weights(model: CompressNetModel, path: str | Path, extra: dict[str, str] | None = None,
+                   dtype: np.dtype = np.float16) -> bytes:
+    """Write ``model`` for shipping: fp16 weights, int32 tables. Returns the fingerprint."""
+    arrays = {name: t.detach().cpu().numpy().astype(dtype)
+              for name, t in model.state_dict().items()
+              if not name.startswith("entropy.") and t.is_floating_point()}
+    for name, table in model.entropy.integer_tables().items():
+        arrays[f"tables.{name}"] = table
+    config_json = model.cfg.to_json()
+    meta = {"format": WEIGHTS_FORMAT, "config": config_json, **(extra or {})}
+    path = Path(path)
+    tmp = path.with_name(path.name + ".tmp")
+    np_save_file(arrays, str(tmp), metadata=meta)
+    tmp.replace(path)
+    return _fingerprint(config_json, arrays)
+
+
+def load_weights(path: str | Path) -> LoadedModel:
+    """Load a weights file written by :func:`export_weights`, as float32 in eval mode."""
+    path = Path(path)
+    try:
+        with safe_open(str(path), framework="numpy") as f:
+            meta = f.metadata() or {}
+        arrays = np_load_file(str(path))
+    except FileNotFoundError:
+        raise FileNotFoundError(f"{path}: no such weights file") from None
+    except Exception as exc:  # safetensors raises its own error types
+        raise ValueError(f"{path}: not a CompressNet weights file ({exc})") from None
+    if meta.get("format") != WEIGHTS_FORMAT:
+        raise ValueError(f"{path}: not a CompressNet weights file (format {meta.get('format')!r})")
+    cfg = ModelConfig.from_json(meta["config"])
+    model = CompressNetModel(cfg)
+    state = {k: torch.from_numpy(v.astype(np.float32)) for k, v in arrays.items()
+             if not k.startswith("tables.")}
+    missing, unexpected = model.load_state_dict(state, strict=False)
+    missing = [k for k in missing if not k.startswith("entropy.") and "centers" not in k]
+    if missing or unexpected:
+        raise ValueError(f"{path}: weights do not match the config (missing {missing[:3]}, "
+                         f"unexpected {unexpected[:3]})")
+    tables = {k.split(".", 1)[1]: v.astype(np.int64) for k, v in arrays.items()
+              if k.startswith("tables.")}
+    model.eval()
+    return LoadedModel(model, tables, _fingerprint(meta["config"], arrays), meta)

@@ -1,0 +1,69 @@
+"""Building blocks: max pooling that keeps its switches, switch unpooling, the quantizer."""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+
+def pool_with_switches(x: Tensor) -> tuple[Tensor, Tensor]:
+    """2x2 max pooling that also returns the switch of each window.
+
+    The switch is the argmax position inside its 2x2 window as a class in
+    0..3 (``2 * dy + dx``), an int64 tensor shaped like the pooled output.
+    Ties go to the first position in raster order, on every machine.
+    """
+    b, c, h, w = x.shape
+    windows = x.reshape(b, c, h // 2, 2, w // 2, 2).permute(0, 1, 2, 4, 3, 5)
+    windows = windows.reshape(b, c, h // 2, w // 2, 4)
+    pooled, switches = windows.max(dim=-1)
+    return pooled, switches
+
+
+def unpool_with_switches(x: Tensor, switches: Tensor) -> Tensor:
+    """Inverse of :func:`pool_with_switches`: put each value back where its switch says."""
+    b, c, h, w = x.shape
+    one_hot = F.one_hot(switches, 4).to(x.dtype)  # b c h w 4
+    out = (x.unsqueeze(-1) * one_hot).reshape(b, c, h, w, 2, 2)
+    return out.permute(0, 1, 2, 4, 3, 5).reshape(b, c, 2 * h, 2 * w)
+
+
+class ResidualBlock(nn.Module):
+    """conv-ReLU-conv with an identity skip; each block owns its weights."""
+
+    def __init__(self, width: int) -> None:
+        super().__init__()
+        self.conv1 = nn.Conv2d(width, width, 3, padding=1)
+        self.conv2 = nn.Conv2d(width, width, 3, padding=1)
+        nn.init.zeros_(self.conv2.weight)
+        nn.init.zeros_(self.conv2.bias)
+
+    def forward(self, x: Tensor) -> Tensor:
+        return x + self.conv2(F.leaky_relu(self.conv1(x), 0.2))
+
+
+class SoftToHardQuantizer(nn.Module):
+    """Rounds to ``levels`` centres {-(L-1)/2 .. (L-1)/2} (the paper: L=5, {-2..2}).
+
+    Forward is hard rounding; backward is the gradient of a softmax over the
+    distances to the centres (Mentzer et al.), as in the paper.  Returns the
+    quantized values and the symbols (0..L-1).
+    """
+
+    def __init__(self, levels: int, sigma: float = 1.0) -> None:
+        super().__init__()
+        half = (levels - 1) // 2
+        self.register_buffer("centers", torch.arange(-half, half + 1, dtype=torch.float32))
+        self.sigma = sigma
+        self.half = half
+
+    def forward(self, y: Tensor) -> tuple[Tensor, Tensor]:
+        symbols = torch.round(y.detach().clamp(-self.half, self.half)) + self.half
+        hard = symbols - self.half
+        if not self.training:
+            return hard, symbols.long()
+        dist = (y.unsqueeze(-1) - self.centers) ** 2
+        weights = torch.softmax(-self.sigma * dist, dim=-1)
+        soft = (weights * self.centers).sum(-1)
+        return soft + (hard - soft).detach(), symbols.long()

@@ -1,0 +1,42 @@
+"""Command-line options of ``compressnet train``, generated from :class:`TrainConfig`."""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+import typing
+
+from compressnet.train.loop import TrainConfig, train
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    hints = typing.get_type_hints(TrainConfig)
+    for f in dataclasses.fields(TrainConfig):
+        flag = "--" + f.name.replace("_", "-")
+        if f.name == "data":
+            parser.add_argument("data", help="folder of training photos")
+            continue
+        kind = hints[f.name]
+        if f.name == "preset_overrides":
+            parser.add_argument(flag, type=json.loads, default=None,
+                                help="JSON object of model config fields to override")
+            continue
+        base = next((t for t in typing.get_args(kind) if t is not type(None)), kind)
+        parser.add_argument(flag, type=base, default=f.default, help=f"(default: {f.default})")
+    parser.add_argument("--no-resume", action="store_true", help="start over even if OUT/ckpt.pt exists")
+    parser.add_argument("--no-progress", action="store_true", help="no progress bar")
+
+
+def run(args: argparse.Namespace) -> int:
+    names = {f.name for f in dataclasses.fields(TrainConfig)}
+    cfg = TrainConfig(**{k: v for k, v in vars(args).items() if k in names})
+    path = train(cfg, resume=not args.no_resume, progress=not args.no_progress)
+    print(f"weights: {path}")
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="compressnet train", description="Train a CompressNet model.")
+    add_arguments(parser)
+    return run(parser.parse_args(argv))

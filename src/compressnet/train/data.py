@@ -1,0 +1,74 @@
+"""Training data: photos from a folder tree (or the CLIC / Cityscapes layouts), decoded
+once into memory, served as random crops with flips."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import torch
+from PIL import Image
+from tqdm import tqdm
+
+from compressnet.image import IMAGE_SUFFIXES, to_rgb_array
+
+# Sub-folders that the paper's data sets use for training / validation.
+LAYOUTS = {
+    "clic": {"train": ["professional_train/train", "professional_train", "train"],
+             "val": ["professional_valid/valid", "professional_valid", "valid"]},
+    "cityscapes": {"train": ["leftImg8bit/train"], "val": ["leftImg8bit/val"]},
+}
+
+
+def find_images(root: str | Path, layout: str = "folder", split: str = "train") -> list[Path]:
+    """Image files under ``root``; for ``clic``/``cityscapes`` the split's folders only."""
+    root = Path(root)
+    if layout == "folder":
+        dirs = [root]
+    elif layout in LAYOUTS:
+        dirs = [root / d for d in LAYOUTS[layout][split] if (root / d).is_dir()]
+        if layout == "clic":  # mobile and professional sets may both be there
+            dirs = list(dict.fromkeys(dirs))
+    else:
+        raise ValueError(f"unknown layout {layout!r}; choose folder, clic or cityscapes")
+    files = sorted({p for d in dirs for p in d.rglob("*") if p.suffix.lower() in IMAGE_SUFFIXES})
+    if not files:
+        raise FileNotFoundError(f"no images found under {root} (layout {layout}, split {split})")
+    return files
+
+
+class CropDataset(torch.utils.data.Dataset):
+    """Random ``crop`` x ``crop`` patches of images held in memory as uint8.
+
+    Small images are upscaled just enough to fit a crop; nothing is squashed to a
+    fixed frame size, and no histogram equalisation is ever applied.
+    """
+
+    def __init__(self, files: list[Path], crop: int, samples_per_epoch: int = 10_000,
+                 max_side: int = 1024, progress: bool = True) -> None:
+        self.crop = crop
+        self.samples_per_epoch = samples_per_epoch
+        self.images: list[np.ndarray] = []
+        for path in tqdm(files, desc="loading images", disable=not progress, unit="img"):
+            with Image.open(path) as im:
+                im.draft("RGB", (max_side, max_side))  # fast JPEG downscale for huge files
+                arr = to_rgb_array(im)
+            h, w = arr.shape[:2]
+            if min(h, w) < crop:
+                scale = crop / min(h, w)
+                size = (max(crop, round(w * scale)), max(crop, round(h * scale)))
+                arr = np.asarray(Image.fromarray(arr).resize(size, Image.BICUBIC))
+            self.images.append(arr)
+
+    def __len__(self) -> int:
+        return self.samples_per_epoch
+
+    def __getitem__(self, index: int) -> torch.Tensor:
+        rng = np.random.default_rng(torch.randint(0, 2**31, ()).item())
+        arr = self.images[rng.integers(len(self.images))]
+        h, w = arr.shape[:2]
+        top, left = rng.integers(h - self.crop + 1), rng.integers(w - self.crop + 1)
+        patch = arr[top:top + self.crop, left:left + self.crop]
+        if rng.random() < 0.5:
+            patch = patch[:, ::-1]
+        return torch.from_numpy(np.ascontiguousarray(patch)).permute(2, 0, 1).float() / 255.0

@@ -1,0 +1,217 @@
+"""The training loop: distortion + rate warm-up, then adversarial fine-tuning.
+
+Resumable (``ckpt.pt`` holds models, discriminator, optimisers, step and RNG
+state), logs JSON lines, and exports shippable fp16 weights at every checkpoint.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import math
+import random
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+from tqdm import tqdm
+
+from compressnet.image import pad_to_multiple
+from compressnet.models.autoencoder import DOWNSAMPLING, CompressNetModel
+from compressnet.models.config import preset_config
+from compressnet.models.discriminator import PatchDiscriminator
+from compressnet.models.io import export_weights
+from compressnet.train import losses
+from compressnet.train.data import CropDataset, find_images
+
+
+@dataclass
+class TrainConfig:
+    data: str
+    out: str = "runs/default"
+    layout: str = "folder"
+    val: str | None = None  # folder of held-out images; default: every 50th training file
+    arch: str = "sae-spn"
+    preset: str = "lite"
+    crop: int = 128
+    batch: int = 8
+    steps: int = 20_000
+    gan_start: int = 15_000  # adversarial fine-tuning from this step on
+    lr: float = 5e-4
+    lr_min: float = 2e-5
+    warmup: int = 300
+    lam: float = 300.0  # weight of MSE (images in [0, 1]) against bpp
+    stacked_weight: float = 0.05
+    switch_weight: float = 0.05
+    adv_weight: float = 0.01
+    fm_weight: float = 0.1
+    disc_width: int = 32
+    min_keep: int = 2  # fewest latent channels sampled for channel truncation
+    seed: int = 0
+    device: str = "cpu"
+    threads: int = 0
+    log_every: int = 25
+    ckpt_every: int = 500
+    val_every: int = 1000
+    preset_overrides: dict | None = None
+
+
+def _lr(cfg: TrainConfig, step: int) -> float:
+    if step < cfg.warmup:
+        return cfg.lr * (step + 1) / cfg.warmup
+    t = min(1.0, (step - cfg.warmup) / max(1, cfg.steps - cfg.warmup))
+    return cfg.lr_min + 0.5 * (cfg.lr - cfg.lr_min) * (1 + math.cos(math.pi * t))
+
+
+def _split(cfg: TrainConfig) -> tuple[list[Path], list[Path]]:
+    files = find_images(cfg.data, cfg.layout, "train")
+    if cfg.val:
+        return files, find_images(cfg.val, cfg.layout if cfg.val == cfg.data else "folder", "val")
+    if cfg.layout != "folder":
+        try:
+            return files, find_images(cfg.data, cfg.layout, "val")
+        except FileNotFoundError:
+            pass
+    val = files[::50][:8]
+    return [f for f in files if f not in set(val)], val
+
+
+def _truncate_log(path: Path, step: int) -> None:
+    """Drop log records written after the checkpoint we resume from."""
+    if path.exists():
+        keep = [line for line in path.read_text().splitlines(keepends=True)
+                if line.strip() and json.loads(line).get("step", 0) <= step]
+        path.write_text("".join(keep))
+
+
+@torch.no_grad()
+def validate(model: CompressNetModel, images: list[torch.Tensor], keeps: list[int]) -> dict:
+    """PSNR and estimated bpp on whole held-out images, per number of channels kept."""
+    model.eval()
+    out = {}
+    for keep in keeps:
+        mse_sum, bpp_sum = 0.0, 0.0
+        for x in images:
+            h, w = x.shape[-2:]
+            res = model(pad_to_multiple(x, DOWNSAMPLING), keep=keep)
+            x_hat = res.x_hat[..., :h, :w].clamp(0, 1).mul(255).round() / 255
+            mse_sum += torch.mean((x_hat - x) ** 2).item()
+            bpp_sum += ((res.latent_bits + res.switch_bits).sum() / (h * w)).item()
+        out[f"k{keep}"] = {"psnr": losses.psnr(mse_sum / len(images)),
+                           "bpp_est": bpp_sum / len(images)}
+    model.train()
+    return out
+
+
+def train(cfg: TrainConfig, resume: bool = True, progress: bool = True) -> Path:
+    """Train and return the path of the exported weights (``OUT/model.safetensors``)."""
+    out_dir = Path(cfg.out)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    if cfg.threads:
+        torch.set_num_threads(cfg.threads)
+    random.seed(cfg.seed)
+    np.random.seed(cfg.seed)
+    torch.manual_seed(cfg.seed)
+    device = torch.device(cfg.device)
+
+    model_cfg = preset_config(cfg.arch, cfg.preset, **(cfg.preset_overrides or {}))
+    model = CompressNetModel(model_cfg).to(device)
+    disc = PatchDiscriminator(cfg.disc_width).to(device)
+    entropy_params = list(model.entropy.parameters())
+    other = [p for n, p in model.named_parameters() if not n.startswith("entropy.")]
+    opt_g = torch.optim.Adam([{"params": other}, {"params": entropy_params, "lr_scale": 10.0}])
+    opt_d = torch.optim.Adam(disc.parameters(), lr=cfg.lr, betas=(0.5, 0.999))
+    step = 0
+    ckpt_path = out_dir / "ckpt.pt"
+    if resume and ckpt_path.exists():
+        ckpt = torch.load(ckpt_path, map_location=device, weights_only=False)
+        model.load_state_dict(ckpt["model"])
+        disc.load_state_dict(ckpt["disc"])
+        opt_g.load_state_dict(ckpt["opt_g"])
+        opt_d.load_state_dict(ckpt["opt_d"])
+        step = ckpt["step"]
+        torch.set_rng_state(ckpt["rng_torch"])
+        np.random.set_state(ckpt["rng_numpy"])
+        random.setstate(ckpt["rng_python"])
+        _truncate_log(out_dir / "log.jsonl", step)
+    (out_dir / "config.json").write_text(json.dumps(dataclasses.asdict(cfg), indent=2))
+
+    train_files, val_files = _split(cfg)
+    data = CropDataset(train_files, cfg.crop, samples_per_epoch=cfg.batch * 1000, progress=progress)
+    val_images = [torch.from_numpy(a).permute(2, 0, 1)[None].float().div(255).to(device)
+                  for a in CropDataset(val_files, DOWNSAMPLING, progress=False).images]
+    loader = torch.utils.data.DataLoader(data, batch_size=cfg.batch, num_workers=0)
+    keeps = list(range(cfg.min_keep, model_cfg.latent_channels + 1))
+
+    def save() -> None:
+        tmp = ckpt_path.with_suffix(".tmp")
+        torch.save({"model": model.state_dict(), "disc": disc.state_dict(),
+                    "opt_g": opt_g.state_dict(), "opt_d": opt_d.state_dict(), "step": step,
+                    "rng_torch": torch.get_rng_state(), "rng_numpy": np.random.get_state(),
+                    "rng_python": random.getstate(), "train_config": dataclasses.asdict(cfg)}, tmp)
+        tmp.replace(ckpt_path)
+        export_weights(model, out_dir / "model.safetensors", extra={"steps": str(step)})
+
+    log = (out_dir / "log.jsonl").open("a")
+    bar = tqdm(total=cfg.steps, initial=step, disable=not progress, desc="train", unit="step")
+    model.train()
+    t0 = time.time()
+    while step < cfg.steps:
+        for x in loader:
+            if step >= cfg.steps:
+                break
+            x = x.to(device)
+            lr = _lr(cfg, step)
+            for group in opt_g.param_groups:
+                group["lr"] = lr * group.get("lr_scale", 1.0)
+            keep = random.choice(keeps)
+            out = model(x, keep=keep)
+            terms = losses.generator_terms(x, out)
+            loss = (cfg.lam * terms.mse + terms.bpp + cfg.stacked_weight * terms.stacked
+                    + cfg.switch_weight * terms.switch_ce)
+            gan = step >= cfg.gan_start
+            if gan:
+                fake_logits, fake_feats = disc(out.x_hat)
+                with torch.no_grad():
+                    _, real_feats = disc(x)
+                loss = (loss + cfg.adv_weight * losses.generator_adversarial_loss(fake_logits)
+                        + cfg.fm_weight * losses.feature_matching_loss(real_feats, fake_feats))
+            opt_g.zero_grad(set_to_none=True)
+            loss.backward()
+            torch.nn.utils.clip_grad_norm_(other, 5.0)
+            opt_g.step()
+            d_loss = None
+            if gan:
+                real_logits, _ = disc(x)
+                fake_logits, _ = disc(out.x_hat.detach())
+                d_loss = losses.discriminator_loss(real_logits, fake_logits)
+                opt_d.zero_grad(set_to_none=True)
+                d_loss.backward()
+                opt_d.step()
+            step += 1
+            bar.update(1)
+            if step % cfg.log_every == 0:
+                rec = {"step": step, "time": round(time.time() - t0, 1), "lr": lr, "keep": keep,
+                       "loss": loss.item(), "mse": terms.mse.item(),
+                       "psnr": losses.psnr(terms.mse.item()), "bpp": terms.bpp.item(),
+                       "stacked": terms.stacked.item(), "switch_ce": terms.switch_ce.item(),
+                       "switch_acc": terms.switch_acc}
+                if d_loss is not None:
+                    rec["d_loss"] = d_loss.item()
+                log.write(json.dumps(rec) + "\n")
+                log.flush()
+                bar.set_postfix(loss=f"{rec['loss']:.3f}", psnr=f"{rec['psnr']:.2f}",
+                                bpp=f"{rec['bpp']:.3f}")
+            if step % cfg.val_every == 0 or step == cfg.steps:
+                val = validate(model, val_images, sorted(
+                    k for k in {cfg.min_keep, 4, 8, model_cfg.latent_channels}
+                    if k <= model_cfg.latent_channels))
+                log.write(json.dumps({"step": step, "val": val}) + "\n")
+                log.flush()
+            if step % cfg.ckpt_every == 0 or step == cfg.steps:
+                save()
+    bar.close()
+    log.close()
+    return out_dir / "model.safetensors"

@@ -1,0 +1,55 @@
+"""Shared fixtures: tiny models with random weights, exported like real ones."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from compressnet.codec import Codec, load
+from compressnet.models.autoencoder import CompressNetModel
+from compressnet.models.config import preset_config
+from compressnet.models.io import export_weights
+
+ARCHS = ("sae", "swwae", "sae-spn")
+
+
+def make_weights(tmp_path: Path, arch: str, seed: int = 0, **overrides) -> Path:
+    torch.manual_seed(seed)
+    model = CompressNetModel(preset_config(arch, "tiny", **overrides))
+    with torch.no_grad():  # skewed tables, so the coder has something to exploit
+        model.entropy.latent_logits.normal_(0, 1.5)
+        model.entropy.latent_logits[..., 2] += 2.0
+        for logits in model.entropy.switch_logits:
+            logits.normal_(0, 1.0)
+        # spread the latent over several levels so all symbols occur
+        model.encoder.to_latent.weight.mul_(8.0)
+    path = tmp_path / f"{arch}-tiny-{seed}.safetensors"
+    export_weights(model, path)
+    return path
+
+
+@pytest.fixture(scope="session")
+def weights_dir(tmp_path_factory) -> Path:
+    return tmp_path_factory.mktemp("weights")
+
+
+@pytest.fixture(scope="session", params=ARCHS)
+def tiny_codec(request, weights_dir) -> Codec:
+    return load(str(make_weights(weights_dir, request.param)))
+
+
+@pytest.fixture(scope="session")
+def spn_weights(weights_dir) -> Path:
+    return make_weights(weights_dir, "sae-spn", seed=1)
+
+
+def photo(h: int, w: int, seed: int = 0) -> np.ndarray:
+    """A smooth, photo-like uint8 RGB image (gradients plus a little noise)."""
+    rng = np.random.default_rng(seed)
+    yy, xx = np.mgrid[0:h, 0:w].astype(np.float64)
+    base = np.stack([np.sin(xx / 17.0 + c) * np.cos(yy / 23.0 - c) for c in range(3)], -1)
+    img = 128 + 90 * base + rng.normal(0, 8, (h, w, 3))
+    return np.clip(img, 0, 255).astype(np.uint8)

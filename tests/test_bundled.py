@@ -1,0 +1,52 @@
+"""The model that ships in the package, and the README's promises."""
+
+from __future__ import annotations
+
+import re
+from importlib import resources
+from pathlib import Path
+
+import numpy as np
+
+import compressnet
+from compressnet import cli, zoo
+from compressnet.image import open_image
+from compressnet.metrics import psnr
+
+ROOT = Path(__file__).resolve().parents[1]
+SAMPLE = Path(str(resources.files("compressnet") / "samples" / "kodim23.png"))
+
+
+def test_default_model_is_bundled_and_round_trips():
+    codec = compressnet.load()
+    assert codec.name == "sae-spn-lite" and codec.model_id == zoo.lookup("sae-spn").model_id
+    crop = open_image(SAMPLE)[:128, :192]
+    for q in codec.qualities:
+        data = codec.compress(crop, quality=q)
+        np.testing.assert_array_equal(codec.decompress_array(data), codec.reconstruct(crop, q))
+
+
+def test_default_model_reconstructs_the_sample_recognisably():
+    codec = compressnet.load("sae-spn", preset="lite")
+    pixels = open_image(SAMPLE)
+    result = codec.encode(pixels, quality=1)
+    assert result.bpp < 0.10
+    assert psnr(pixels, codec.decompress_array(result.data)) > 20.0
+
+
+def test_demo_and_models_commands(tmp_path, capsys):
+    assert cli.main(["demo", "--out-dir", str(tmp_path)]) == 0
+    out = capsys.readouterr().out
+    assert re.search(r"\d+ bytes, 0\.\d+ bpp .* PSNR \d+\.\d+ dB", out)
+    assert (tmp_path / "kodim23.cnet").is_file() and (tmp_path / "kodim23.decoded.png").is_file()
+    assert cli.main(["demo", "--out-dir", str(tmp_path)]) == 1  # no silent overwrite
+    assert cli.main(["models"]) == 0
+    assert "sae-spn-lite" in capsys.readouterr().out
+
+
+def test_readme_test_command_is_what_ci_runs():
+    readme = (ROOT / "README.md").read_text()
+    commands = re.findall(r"```(?:bash|sh)\n(.*?)\n```", readme, re.S)
+    assert len(commands) >= 2
+    assert "compressnet demo" in commands[0]
+    assert commands[1].strip() in (ROOT / ".ci" / "run").read_text()

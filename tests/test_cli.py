@@ -1,0 +1,130 @@
+"""The command line: outputs, overwrite protection, atomic writes, exit codes, messages."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from conftest import photo
+from PIL import Image
+
+from compressnet import cli
+
+
+def run(*args: str) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "compressnet.cli", *args], capture_output=True,
+                          text=True, timeout=300)
+
+
+@pytest.fixture()
+def image_file(tmp_path) -> Path:
+    path = tmp_path / "photo.png"
+    Image.fromarray(photo(40, 72)).save(path)
+    return path
+
+
+def test_compress_decompress_info(tmp_path, image_file, spn_weights, capsys):
+    before = image_file.read_bytes()
+    assert cli.main(["compress", str(image_file), "--model", str(spn_weights), "-q", "1"]) == 0
+    cnet = tmp_path / "photo.cnet"
+    out = capsys.readouterr().out
+    assert cnet.is_file() and f"{cnet.stat().st_size} bytes" in out and "q1" in out
+    assert cli.main(["info", str(cnet)]) == 0
+    assert "quality 1, 72x40" in capsys.readouterr().out
+    assert cli.main(["decompress", str(cnet), "--model", str(spn_weights)]) == 0
+    decoded = Image.open(tmp_path / "photo.decoded.png")
+    assert decoded.size == (72, 40) and decoded.mode == "RGB"
+    assert image_file.read_bytes() == before  # the input is never touched
+
+
+def test_refuses_to_overwrite_without_force(tmp_path, image_file, spn_weights, capsys):
+    target = tmp_path / "photo.cnet"
+    target.write_bytes(b"precious")
+    assert cli.main(["compress", str(image_file), "--model", str(spn_weights)]) == 1
+    err = capsys.readouterr().err
+    assert "already exists" in err and "--force" in err
+    assert target.read_bytes() == b"precious"
+    assert cli.main(["compress", str(image_file), "--model", str(spn_weights), "--force"]) == 0
+    assert target.read_bytes()[:2] == b"CN"
+
+
+def test_interrupted_write_leaves_nothing(tmp_path, image_file, spn_weights, monkeypatch, capsys):
+    def boom(fd):
+        raise OSError("disk full")
+
+    monkeypatch.setattr(os, "fsync", boom)
+    assert cli.main(["compress", str(image_file), "--model", str(spn_weights)]) == 1
+    assert "disk full" in capsys.readouterr().err
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["photo.png"]
+
+
+def test_out_dir_and_several_inputs(tmp_path, image_file, spn_weights):
+    second = tmp_path / "second.png"
+    Image.fromarray(photo(20, 20, seed=2)).save(second)
+    out = tmp_path / "out"
+    assert cli.main(["compress", str(image_file), str(second), "--out-dir", str(out),
+                     "--model", str(spn_weights)]) == 0
+    assert sorted(p.name for p in out.iterdir()) == ["photo.cnet", "second.cnet"]
+    assert cli.main(["compress", str(image_file), str(second), "-o", str(tmp_path / "x.cnet"),
+                     "--model", str(spn_weights)]) == 1
+
+
+@pytest.mark.parametrize("content,message", [
+    (b"", "empty"),
+    (b"hello, not an image", "not an image"),
+    (None, "truncated"),
+])
+def test_bad_images_exit_1_with_one_line(tmp_path, spn_weights, content, message):
+    bad = tmp_path / "bad.png"
+    if content is None:
+        buf = tmp_path / "good.png"
+        Image.fromarray(photo(64, 64)).save(buf)
+        content = buf.read_bytes()[:200]
+    bad.write_bytes(content)
+    result = run("compress", str(bad), "--model", str(spn_weights))
+    assert result.returncode == 1
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("compressnet: error:") and message in lines[0]
+    assert "Traceback" not in result.stderr
+    assert not (tmp_path / "bad.cnet").exists()
+
+
+@pytest.mark.parametrize("content,message", [
+    (b"", "empty"),
+    (b"GIF89a......", "magic"),
+    (b"CN\x01\x01\x00\x00\x01\x07\x07\x00\x00\x00\x00", "checksum"),
+])
+def test_bad_bitstreams_exit_1(tmp_path, content, message):
+    bad = tmp_path / "bad.cnet"
+    bad.write_bytes(content)
+    for command in ("decompress", "info"):
+        result = run(command, str(bad))
+        assert result.returncode == 1, result.stderr
+        assert message in result.stderr and "Traceback" not in result.stderr
+    assert not (tmp_path / "bad.decoded.png").exists()
+
+
+def test_missing_input_and_bad_usage_exit_1(tmp_path, spn_weights):
+    result = run("compress", str(tmp_path / "nope.png"), "--model", str(spn_weights))
+    assert result.returncode == 1 and "no such file" in result.stderr
+    assert run("compress").returncode == 1
+    assert run("compress", "x.png", "--quality", "abc").returncode == 1
+
+
+def test_too_large_image_is_refused(tmp_path, spn_weights, monkeypatch, capsys):
+    from compressnet import image
+
+    monkeypatch.setattr(image, "MAX_PIXELS", 100)
+    path = tmp_path / "big.png"
+    Image.fromarray(photo(20, 20)).save(path)
+    assert cli.main(["compress", str(path), "--model", str(spn_weights)]) == 1
+    assert "too large (limit 100 pixels)" in capsys.readouterr().err
+
+
+def test_user_model_file_needs_model_flag(tmp_path, image_file, spn_weights):
+    assert cli.main(["compress", str(image_file), "--model", str(spn_weights)]) == 0
+    result = run("decompress", str(tmp_path / "photo.cnet"))
+    assert result.returncode == 1 and "--model PATH" in result.stderr
