@@ -79,3 +79,11 @@ def test_corrupted_payload_with_fixed_checksum_still_terminates(spn_weights):
         _decode_or_error(codec, bitstream.pack(header, junk))
     with pytest.raises(BitstreamError):
         codec.decompress_array(bitstream.pack(header, payload + b"\x01"))
+
+
+def test_declared_size_above_the_limit_is_refused(spn_weights):
+    codec = load(str(spn_weights))
+    header, payload = bitstream.unpack(codec.compress(photo(16, 16), quality=1))
+    huge = bitstream.pack(header._replace(height=2**20, width=2**20), payload)
+    with pytest.raises(BitstreamError, match="above the limit"):
+        codec.decompress_array(huge)

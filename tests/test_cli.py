@@ -128,3 +128,13 @@ def test_user_model_file_needs_model_flag(tmp_path, image_file, spn_weights):
     assert cli.main(["compress", str(image_file), "--model", str(spn_weights)]) == 0
     result = run("decompress", str(tmp_path / "photo.cnet"))
     assert result.returncode == 1 and "--model PATH" in result.stderr
+
+
+def test_two_inputs_with_one_output_name_are_refused(tmp_path, spn_weights, capsys):
+    for suffix in ("png", "bmp"):
+        Image.fromarray(photo(16, 16)).save(tmp_path / f"same.{suffix}")
+    args = ["compress", str(tmp_path / "same.png"), str(tmp_path / "same.bmp"), "--force",
+            "--model", str(spn_weights)]
+    assert cli.main(args) == 1
+    assert "would both be written" in capsys.readouterr().err
+    assert not (tmp_path / "same.cnet").exists()

@@ -27,7 +27,13 @@ def _outputs(inputs: list[str], out: str | None, out_dir: str | None, make_name)
         raise CodecError("-o takes a single input; use --out-dir for several")
     if out:
         return [Path(out)]
-    return [(Path(out_dir) if out_dir else Path(i).parent) / make_name(Path(i)) for i in inputs]
+    outputs = [(Path(out_dir) if out_dir else Path(i).parent) / make_name(Path(i)) for i in inputs]
+    seen: dict[Path, str] = {}
+    for src, dst in zip(inputs, outputs):
+        if dst.resolve() in seen:
+            raise CodecError(f"{seen[dst.resolve()]} and {src} would both be written to {dst}")
+        seen[dst.resolve()] = src
+    return outputs
 
 
 def cmd_compress(args: argparse.Namespace) -> int:
@@ -122,18 +128,59 @@ def cmd_demo(args: argparse.Namespace) -> int:
 
 
 def cmd_eval(args: argparse.Namespace) -> int:
-    from compressnet.evaluate import learned
+    from compressnet.evaluate import classical, compare, perceptual, report
+    from compressnet.evaluate.learned import list_images
+    from compressnet.evaluate.plot import plot_rd
 
-    files = learned.list_images(args.folder)
-    for name in args.models:
-        codec = load(name)
-        results = learned.evaluate_codec(codec, files, args.qualities, progress=not args.no_progress)
-        json_path, csv_path = learned.write_results(
-            results, codec.name, args.out_dir,
-            description=f"{codec.name} on {len(files)} images of {args.folder}, real file bytes")
-        print(f"{codec.name} on {len(files)} images of {args.folder}:")
-        print(learned.format_table(learned.summarize(results)))
-        print(f"wrote {json_path} and {csv_path}")
+    files = list_images(args.folder)
+    out = Path(args.out_dir)
+    scorer_paths = (args.lpips_backbone, args.lpips_lin, args.dists_weights, args.fid_model)
+    if any(scorer_paths):
+        compare.Scorer(*scorer_paths)  # fail early, with one clear line, on a bad weights file
+    cache = compare.Cache(out / "cache", tag="|".join(str(p) for p in scorer_paths if p))
+    codecs = [load(m) for m in args.models]
+    items = []
+    for codec in codecs:
+        items += compare.run_learned(codec, files, args.qualities or list(codec.qualities), cache,
+                                     progress=not args.no_progress, scorer_paths=scorer_paths)
+    notes = [classical.BPG_NOTE]
+    names = []
+    for name in args.codecs:
+        why = classical.available(name)
+        if why:
+            print(f"compressnet: warning: skipping {why}", file=sys.stderr)
+            notes.append(f"skipped: {why}")
+        else:
+            names.append(name)
+    items += compare.run_classical(names, files, tuple(args.target_bpp), cache, args.workers,
+                                   progress=not args.no_progress, scorer_paths=scorer_paths)
+    rows = [row for row, _ in items]
+    distribution = compare.distribution_metrics(items, files, scorer_paths) if args.fid_model else {}
+    paths = compare.write_outputs(rows, out, distribution)
+    docs = compare.summarize(rows, distribution)
+    print(f"{len(files)} images of {args.folder}:")
+    print(compare.format_table(docs))
+    for line in perceptual.availability(*scorer_paths):
+        print(line)
+        notes.append(line)
+    plot = plot_rd([*paths, *args.reference], out / "rd.png", log_x=args.log_x, max_bpp=args.max_bpp)
+    anchor = args.anchor if args.anchor in docs else None
+    if anchor:
+        for name, on_psnr, on_msssim in report.bd_rate_table(docs, anchor):
+            print(f"BD-rate of {name} against {anchor}: {on_psnr} (PSNR), {on_msssim} (MS-SSIM)")
+    written = [*paths, out / "per-image.csv", plot]
+    if codecs and not args.no_report:
+        panels = report.image_panels(codecs[0], files, args.report_quality)
+        written.append(report.write_report(out / "report.html", docs, plot, anchor, panels, notes))
+    print("wrote " + ", ".join(str(p) for p in written))
+    return 0
+
+
+def cmd_plot(args: argparse.Namespace) -> int:
+    from compressnet.evaluate.plot import plot_rd
+
+    path = plot_rd(args.results, args.output, log_x=args.log_x, max_bpp=args.max_bpp)
+    print(f"wrote {path}")
     return 0
 
 
@@ -191,14 +238,39 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--force", action="store_true", help="overwrite earlier demo outputs")
     p.set_defaults(func=cmd_demo)
 
-    p = sub.add_parser("eval", help="rate and distortion of models on a folder of images")
+    from compressnet.evaluate.classical import CODECS
+    from compressnet.evaluate.compare import DEFAULT_TARGETS
+
+    p = sub.add_parser("eval", help="rate-distortion of models and classical codecs on a folder")
     p.add_argument("folder")
-    p.add_argument("--models", nargs="+", default=[zoo.DEFAULT_MODEL],
+    p.add_argument("--models", nargs="*", default=[zoo.DEFAULT_MODEL],
                    help="bundled model names or weights file paths")
-    p.add_argument("--qualities", nargs="+", type=int, help="default: all")
+    p.add_argument("--qualities", nargs="+", type=int, help="model qualities (default: all)")
+    p.add_argument("--codecs", nargs="*", default=list(CODECS), choices=list(CODECS),
+                   help="classical codecs (default: all)")
+    p.add_argument("--target-bpp", nargs="+", type=float, default=list(DEFAULT_TARGETS),
+                   help="rates at which classical codecs are matched per image")
     p.add_argument("-o", "--out-dir", default="results")
+    p.add_argument("--workers", type=int, help="processes for classical codecs (default: cores)")
+    p.add_argument("--anchor", default="hevc", help="BD-rate anchor (default: hevc)")
+    p.add_argument("--reference", nargs="*", default=[], help="CompressAI JSON curves to overlay")
+    p.add_argument("--log-x", action="store_true", help="log rate axis")
+    p.add_argument("--max-bpp", type=float, default=0.5, help="plot range")
+    p.add_argument("--report-quality", type=int, default=1, help="model quality shown in the report")
+    p.add_argument("--no-report", action="store_true")
+    p.add_argument("--lpips-backbone", help="torchvision-format AlexNet/VGG16 state dict (.pth)")
+    p.add_argument("--lpips-lin", help="LPIPS linear-layer weights (.pth, the lpips package's)")
+    p.add_argument("--dists-weights", help="DISTS alpha/beta weights (.pt); needs --lpips-backbone VGG16")
+    p.add_argument("--fid-model", help="TorchScript feature extractor for FID/KID on 256x256 patches")
     p.add_argument("--no-progress", action="store_true")
     p.set_defaults(func=cmd_eval)
+
+    p = sub.add_parser("plot", help="rate-distortion curves from CompressAI-format JSON files")
+    p.add_argument("results", nargs="+")
+    p.add_argument("-o", "--output", default="rd.png")
+    p.add_argument("--log-x", action="store_true", help="log rate axis")
+    p.add_argument("--max-bpp", type=float, help="plot range")
+    p.set_defaults(func=cmd_plot)
 
     from compressnet.train.cli import add_arguments
 

@@ -133,6 +133,9 @@ class Codec:
         """Decoded (H, W, 3) uint8 pixels of a ``.cnet`` bitstream."""
         header, payload = bitstream.unpack(data)
         self.check_header(header)
+        if header.height * header.width > MAX_PIXELS:
+            raise bitstream.BitstreamError(f"file declares {header.width}x{header.height}, above the "
+                                           f"limit of {MAX_PIXELS:,} pixels")
         keep = self.cfg.qualities[header.quality - 1]
         hp, wp = math.ceil(header.height / DOWNSAMPLING), math.ceil(header.width / DOWNSAMPLING)
         shapes = self._switch_shapes(hp, wp)
@@ -178,7 +181,7 @@ def load(name: str = zoo.DEFAULT_MODEL, preset: str | None = None) -> Codec:
             loaded = load_weights(name)
         except FileNotFoundError as exc:
             raise CodecError(str(exc)) from None
-        return Codec(loaded, zoo.CUSTOM_MODEL_ID, Path(name).name)
+        return Codec(loaded, zoo.CUSTOM_MODEL_ID, Path(name).stem)
     try:
         entry = zoo.lookup(name, preset)
     except KeyError as exc:

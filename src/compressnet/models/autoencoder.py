@@ -30,6 +30,7 @@ from torch import Tensor, nn
 from compressnet.entropy.context_model import ContextModel
 from compressnet.models.config import ModelConfig
 from compressnet.models.layers import (
+    ChannelNorm,
     ResidualBlock,
     SoftToHardQuantizer,
     pool_with_switches,
@@ -70,16 +71,17 @@ class Encoder(nn.Module):
         w = cfg.enc_widths
         self.convs = nn.ModuleList([nn.Conv2d(3, w[0], 7, padding=3)] + [
             nn.Conv2d(w[i], w[i + 1], 3, padding=1) for i in range(4)])
+        self.norms = nn.ModuleList([ChannelNorm(c) for c in w])
         self.to_latent = nn.Conv2d(w[4], cfg.latent_channels, 3, padding=1)
 
     def forward(self, x: Tensor) -> EncoderOutput:
         switches, pooled = [], []
         h = x
         for level in range(4):
-            h, s = pool_with_switches(_act(self.convs[level](h)))
+            h, s = pool_with_switches(_act(self.norms[level](self.convs[level](h))))
             switches.append(s)
             pooled.append(h)
-        y = self.to_latent(_act(self.convs[4](h)))
+        y = self.to_latent(_act(self.norms[4](self.convs[4](h))))
         return EncoderOutput(y, switches, pooled)
 
 
@@ -92,6 +94,7 @@ class Upsampler(nn.Module):
         self.predictor = nn.Conv2d(width, width * 4, 3, padding=1) if predicts else None
         self.uses_switches = uses_switches
         self.out = nn.Conv2d(width, out_width, 3, padding=1)
+        self.norm = ChannelNorm(out_width)
 
     def forward(self, h: Tensor, switches: Tensor | None) -> tuple[Tensor, Tensor | None]:
         up = F.pixel_shuffle(self.shuffle_conv(h), 2)
@@ -103,7 +106,7 @@ class Upsampler(nn.Module):
                 switches = logits.argmax(2)
         if self.uses_switches:
             up = up + unpool_with_switches(h, switches)
-        return self.out(_act(up)), logits
+        return self.norm(self.out(_act(up))), logits
 
 
 class Decoder(nn.Module):
@@ -113,6 +116,7 @@ class Decoder(nn.Module):
         self.from_latent = nn.Conv2d(cfg.latent_channels, cfg.res_width, 3, padding=1)
         self.res_blocks = nn.Sequential(*[ResidualBlock(cfg.res_width) for _ in range(cfg.res_blocks)])
         self.to_level3 = nn.Conv2d(cfg.res_width, w[3], 3, padding=1)
+        self.norm3 = ChannelNorm(w[3])
         used = set(cfg.switch_levels)
         predicted = used if cfg.arch == "sae-spn" else set()
         self.ups = nn.ModuleList([
@@ -122,7 +126,7 @@ class Decoder(nn.Module):
 
     def forward(self, y_hat: Tensor, switches: dict[int, Tensor] | None = None) -> DecoderOutput:
         switches = switches or {}
-        h = self.to_level3(_act(self.res_blocks(self.from_latent(y_hat))))
+        h = self.norm3(self.to_level3(_act(self.res_blocks(self.from_latent(y_hat)))))
         features: list[Tensor] = [None] * 4  # type: ignore[list-item]
         logits: dict[int, Tensor] = {}
         for level in (3, 2, 1, 0):

@@ -123,7 +123,7 @@ def train(cfg: TrainConfig, resume: bool = True, progress: bool = True) -> Path:
     other = [p for n, p in model.named_parameters() if not n.startswith("entropy.")]
     opt_g = torch.optim.Adam([{"params": other}, {"params": entropy_params, "lr_scale": 10.0}])
     opt_d = torch.optim.Adam(disc.parameters(), lr=cfg.lr, betas=(0.5, 0.999))
-    step = 0
+    step, elapsed = 0, 0.0
     ckpt_path = out_dir / "ckpt.pt"
     if resume and ckpt_path.exists():
         ckpt = torch.load(ckpt_path, map_location=device, weights_only=False)
@@ -132,6 +132,7 @@ def train(cfg: TrainConfig, resume: bool = True, progress: bool = True) -> Path:
         opt_g.load_state_dict(ckpt["opt_g"])
         opt_d.load_state_dict(ckpt["opt_d"])
         step = ckpt["step"]
+        elapsed = ckpt.get("elapsed", 0.0)
         torch.set_rng_state(ckpt["rng_torch"])
         np.random.set_state(ckpt["rng_numpy"])
         random.setstate(ckpt["rng_python"])
@@ -150,14 +151,19 @@ def train(cfg: TrainConfig, resume: bool = True, progress: bool = True) -> Path:
         torch.save({"model": model.state_dict(), "disc": disc.state_dict(),
                     "opt_g": opt_g.state_dict(), "opt_d": opt_d.state_dict(), "step": step,
                     "rng_torch": torch.get_rng_state(), "rng_numpy": np.random.get_state(),
-                    "rng_python": random.getstate(), "train_config": dataclasses.asdict(cfg)}, tmp)
+                    "rng_python": random.getstate(), "train_config": dataclasses.asdict(cfg),
+                    "elapsed": time.time() - t0}, tmp)
+        if ckpt_path.exists():  # keep the previous checkpoint: a late divergence can be undone
+            ckpt_path.replace(ckpt_path.with_name("ckpt.prev.pt"))
         tmp.replace(ckpt_path)
-        export_weights(model, out_dir / "model.safetensors", extra={"steps": str(step)})
+        export_weights(model, out_dir / "model.safetensors",
+                       extra={"steps": str(step), "train_seconds": f"{time.time() - t0:.0f}"})
 
     log = (out_dir / "log.jsonl").open("a")
     bar = tqdm(total=cfg.steps, initial=step, disable=not progress, desc="train", unit="step")
     model.train()
-    t0 = time.time()
+    t0 = time.time() - elapsed  # wall-clock counts across resumes
+    loss_ema: float | None = None
     while step < cfg.steps:
         for x in loader:
             if step >= cfg.steps:
@@ -178,9 +184,16 @@ def train(cfg: TrainConfig, resume: bool = True, progress: bool = True) -> Path:
                     _, real_feats = disc(x)
                 loss = (loss + cfg.adv_weight * losses.generator_adversarial_loss(fake_logits)
                         + cfg.fm_weight * losses.feature_matching_loss(real_feats, fake_feats))
+            blown_up = loss_ema is not None and step > 200 and loss.item() > 20 * loss_ema
+            if not torch.isfinite(loss) or blown_up:
+                log.write(json.dumps({"step": step, "skipped": loss.item()}) + "\n")
+                step += 1  # an outlier batch or the start of a blow-up: do not learn from it
+                bar.update(1)
+                continue
+            loss_ema = loss.item() if loss_ema is None else 0.98 * loss_ema + 0.02 * loss.item()
             opt_g.zero_grad(set_to_none=True)
             loss.backward()
-            torch.nn.utils.clip_grad_norm_(other, 5.0)
+            torch.nn.utils.clip_grad_norm_(other, 1.0)
             opt_g.step()
             d_loss = None
             if gan:

@@ -1,0 +1,32 @@
+"""Bjontegaard delta rate: the mean bitrate difference at equal quality (VCEG-M33)."""
+
+from __future__ import annotations
+
+import numpy as np
+
+
+def _log_rate_integral(metric: np.ndarray, log_rate: np.ndarray, lo: float, hi: float) -> float:
+    order = np.argsort(metric)
+    metric, log_rate = metric[order], log_rate[order]
+    if len(metric) >= 4:  # the classic cubic fit of log-rate against quality
+        poly = np.polyint(np.polyfit(metric, log_rate, 3))
+        return float(np.polyval(poly, hi) - np.polyval(poly, lo))
+    grid = np.linspace(lo, hi, 201)  # too few points for a cubic: piecewise linear
+    return float(np.trapezoid(np.interp(grid, metric, log_rate), grid))
+
+
+def bd_rate(anchor_rate, anchor_metric, test_rate, test_metric) -> float:
+    """Percent rate change of ``test`` against ``anchor`` over their overlapping quality range.
+
+    Negative means ``test`` needs fewer bits for the same quality.  Raises
+    ValueError when the curves do not overlap or have fewer than two points.
+    """
+    ar, am = np.log(np.asarray(anchor_rate, float)), np.asarray(anchor_metric, float)
+    tr, tm = np.log(np.asarray(test_rate, float)), np.asarray(test_metric, float)
+    if min(len(ar), len(tr)) < 2:
+        raise ValueError("BD-rate needs at least two points per curve")
+    lo, hi = max(am.min(), tm.min()), min(am.max(), tm.max())
+    if hi <= lo:
+        raise ValueError("the curves do not overlap in quality")
+    diff = (_log_rate_integral(tm, tr, lo, hi) - _log_rate_integral(am, ar, lo, hi)) / (hi - lo)
+    return float((np.exp(diff) - 1) * 100)

@@ -1,0 +1,93 @@
+"""Write a model card: training facts from the weights file, Kodak results, decoded crops.
+
+    python -m compressnet.evaluate.card sae-spn --data ../shared/data/kodak --out docs/cards
+
+writes ``docs/cards/<model>.md`` (+ ``<model>.json`` results and crop PNGs) from one run.
+"""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+import numpy as np
+from PIL import Image
+
+from compressnet.codec import load
+from compressnet.evaluate import learned
+from compressnet.image import open_image
+
+CROP = (256, 192)  # width, height of the side-by-side crops
+CROP_IMAGES = ("kodim23.png", "kodim05.png", "kodim14.png")
+
+
+def side_by_side(codec, path: Path, qualities: list[int], out: Path) -> Path:
+    """Original and each quality's decoding of a centre crop, left to right."""
+    pixels = open_image(path)
+    h, w = pixels.shape[:2]
+    top, left = (h - CROP[1]) // 2, (w - CROP[0]) // 2
+    tiles = [pixels[top:top + CROP[1], left:left + CROP[0]]]
+    for q in qualities:
+        decoded = codec.decompress_array(codec.compress(pixels, quality=q))
+        tiles.append(decoded[top:top + CROP[1], left:left + CROP[0]])
+    gap = np.full((CROP[1], 4, 3), 255, np.uint8)
+    row = np.concatenate([t for tile in tiles for t in (tile, gap)][:-1], axis=1)
+    Image.fromarray(row).save(out)
+    return out
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("model")
+    parser.add_argument("--data", required=True, help="evaluation folder (Kodak)")
+    parser.add_argument("--out", default="docs/cards")
+    parser.add_argument("--command", default="", help="the training command, for the record")
+    args = parser.parse_args(argv)
+    codec = load(args.model)
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    files = learned.list_images(args.data)
+    results = learned.evaluate_codec(codec, files)
+    json_path, _ = learned.write_results(results, codec.name, out,
+                                         description=f"{codec.name} on {args.data}, real file bytes")
+    summary = learned.summarize(results)
+    crops = [side_by_side(codec, Path(args.data) / name, list(codec.qualities),
+                          out / f"{codec.name}-{Path(name).stem}.png")
+             for name in CROP_IMAGES if (Path(args.data) / name).is_file()]
+    meta = codec.metadata
+    cfg = codec.cfg
+    hours = float(meta.get("train_seconds", 0)) / 3600
+    lines = [
+        f"# Model card: {codec.name}",
+        "",
+        f"- Architecture: {cfg.arch} ({cfg.preset} preset), encoder widths {list(cfg.enc_widths)}, "
+        f"{cfg.res_blocks} residual blocks of width {cfg.res_width}, C={cfg.latent_channels} latent "
+        f"channels, {cfg.levels} levels.",
+        f"- Qualities (latent channels sent): {list(cfg.qualities)}.",
+        f"- Training: {meta.get('steps', '?')} steps, {hours:.1f} h wall-clock on "
+        f"{meta.get('hardware', '2 CPU cores')}; data: {meta.get('data', 'shared/data/train')}.",
+        f"- Command: `{args.command or meta.get('command', '(not recorded)')}`",
+        f"- Fingerprint: {codec.fingerprint.hex()}",
+        "",
+        f"## Results on {len(files)} images of `{args.data}` (real file bytes)",
+        "",
+        learned.format_table(summary),
+        "",
+        f"Regenerate: `python -m compressnet.evaluate.card {args.model} --data {args.data} --out {args.out}`",
+        f"(results: `{json_path.name}`).",
+        "",
+        "## Decoded crops",
+        "",
+        "Left to right: original, then qualities " + ", ".join(str(q) for q in codec.qualities) + ".",
+        "",
+    ]
+    lines += [f"![{c.stem}]({c.name})" for c in crops]
+    card = out / f"{codec.name}.md"
+    card.write_text("\n".join(lines) + "\n")
+    print(learned.format_table(summary))
+    print(f"wrote {card}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

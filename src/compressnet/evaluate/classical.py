@@ -1,0 +1,123 @@
+"""Classical codecs through well-kept libraries, and a search for matched file sizes.
+
+JPEG, WebP, JPEG 2000 and AVIF go through Pillow; HEVC intra through pillow-heif
+(libheif with x265), the stand-in for BPG, which is packaged nowhere here; JPEG XL
+through pillow-jxl-plugin.  Each codec exposes one integer setting whose file size
+grows with it, so :func:`largest_under` can bisect it to the largest file that is not
+above a byte budget.
+"""
+
+from __future__ import annotations
+
+import io
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import NamedTuple
+
+import numpy as np
+from PIL import Image
+
+BPG_NOTE = ("HEVC intra is x265 through pillow-heif (libheif), the engine inside BPG; "
+            "BPG itself is not packaged for this platform")
+
+
+@dataclass(frozen=True)
+class ClassicalCodec:
+    name: str
+    lowest: int  # setting with the smallest file
+    highest: int
+    _encode: Callable[[Image.Image, int], bytes]
+    note: str = ""
+
+    def encode(self, pixels: np.ndarray, setting: int) -> bytes:
+        return self._encode(Image.fromarray(pixels), setting)
+
+    def decode(self, data: bytes) -> np.ndarray:
+        _register_plugins()
+        with Image.open(io.BytesIO(data)) as im:
+            return np.array(im.convert("RGB"))
+
+
+def _save(fmt: str, **fixed) -> Callable[[Image.Image, int], bytes]:
+    def encode(image: Image.Image, setting: int) -> bytes:
+        _register_plugins()
+        buf = io.BytesIO()
+        image.save(buf, format=fmt, **fixed, **_setting_kwargs(fmt, setting))
+        return buf.getvalue()
+
+    return encode
+
+
+def _setting_kwargs(fmt: str, setting: int) -> dict:
+    if fmt == "JPEG2000":  # setting = target in milli-bpp; OpenJPEG takes a ratio to 24-bit raw
+        return {"quality_mode": "rates", "quality_layers": [24000.0 / setting]}
+    return {"quality": setting}
+
+
+_PLUGINS = False
+
+
+def _register_plugins() -> None:
+    global _PLUGINS
+    if _PLUGINS:
+        return
+    try:
+        import pillow_heif
+
+        pillow_heif.register_heif_opener()
+    except ImportError:
+        pass
+    try:
+        import pillow_jxl  # noqa: F401  (registers JXL with Pillow)
+    except ImportError:
+        pass
+    _PLUGINS = True
+
+
+CODECS: dict[str, ClassicalCodec] = {
+    "jpeg": ClassicalCodec("jpeg", 1, 95, _save("JPEG", optimize=True)),
+    "webp": ClassicalCodec("webp", 0, 100, _save("WEBP", method=6)),
+    "jpeg2000": ClassicalCodec("jpeg2000", 1, 24000, _save("JPEG2000")),
+    "avif": ClassicalCodec("avif", 0, 100, _save("AVIF", speed=4)),
+    "hevc": ClassicalCodec("hevc", 0, 100, _save("HEIF"), note=BPG_NOTE),
+    "jxl": ClassicalCodec("jxl", 1, 99, _save("JXL", effort=7)),  # libjxl refuses lossy q=100
+}
+
+
+def available(name: str) -> str | None:
+    """None if the codec can encode here, else why not."""
+    try:
+        CODECS[name].encode(np.zeros((16, 16, 3), np.uint8), CODECS[name].highest)
+    except KeyError:
+        return f"unknown codec {name!r} (known: {', '.join(CODECS)})"
+    except Exception as exc:  # a missing plugin surfaces as KeyError/OSError from Pillow
+        return f"{name} is not available here ({exc}); pip install pillow-heif pillow-jxl-plugin"
+    return None
+
+
+class MatchedEncoding(NamedTuple):
+    setting: int
+    data: bytes
+    fits: bool  # False: even the lowest setting is above the budget (data is that file)
+
+
+def largest_under(codec: ClassicalCodec, pixels: np.ndarray, max_bytes: int) -> MatchedEncoding:
+    """Bisect the setting to the largest file of at most ``max_bytes``."""
+    lo, hi = codec.lowest, codec.highest
+    smallest = codec.encode(pixels, lo)
+    if len(smallest) > max_bytes:
+        return MatchedEncoding(lo, smallest, False)
+    best = MatchedEncoding(lo, smallest, True)
+    top = codec.encode(pixels, hi)
+    if len(top) <= max_bytes:
+        return MatchedEncoding(hi, top, True)
+    while hi - lo > 1:  # invariant: size(lo) <= budget < size(hi)
+        mid = (lo + hi) // 2
+        data = codec.encode(pixels, mid)
+        if len(data) <= max_bytes:
+            lo = mid
+            if len(data) >= len(best.data):
+                best = MatchedEncoding(mid, data, True)
+        else:
+            hi = mid
+    return best

@@ -1,0 +1,75 @@
+"""Turn a training checkpoint into a shippable weights file, choosing the quality ladder.
+
+The ladder (channels sent per quality) is picked after training, on held-out images:
+a model trained with random channel truncation can send any prefix of its latent.
+
+    python -m compressnet.train.export runs/x/ckpt.pt --qualities 6 8 11 16 \
+        -o src/compressnet/weights/sae-spn-lite.safetensors
+    python -m compressnet.train.export runs/x/ckpt.pt --sweep VAL_FOLDER   # rate/PSNR per k
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from compressnet.image import open_image, pad_to_multiple, to_tensor, to_uint8
+from compressnet.metrics import psnr
+from compressnet.models.autoencoder import DOWNSAMPLING, CompressNetModel
+from compressnet.models.config import preset_config
+from compressnet.models.io import export_weights
+from compressnet.train.data import find_images
+
+
+def model_from_checkpoint(path: str | Path, qualities: tuple[int, ...] | None = None) -> CompressNetModel:
+    ckpt = torch.load(path, map_location="cpu", weights_only=False)
+    tc = ckpt["train_config"]
+    cfg = preset_config(tc["arch"], tc["preset"], **(tc.get("preset_overrides") or {}))
+    if qualities:
+        cfg = dataclasses.replace(cfg, qualities=tuple(qualities))
+    model = CompressNetModel(cfg)
+    model.load_state_dict(ckpt["model"])
+    return model.eval()
+
+
+@torch.no_grad()
+def sweep(model: CompressNetModel, folder: str) -> list[tuple[int, float, float]]:
+    """(k, mean estimated bpp, mean PSNR) for every number of channels k."""
+    images = [open_image(p) for p in find_images(folder)]
+    rows = []
+    for keep in range(1, model.cfg.latent_channels + 1):
+        bpps, psnrs = [], []
+        for arr in images:
+            h, w = arr.shape[:2]
+            out = model(pad_to_multiple(to_tensor(arr), DOWNSAMPLING), keep=keep)
+            bpps.append(float(out.latent_bits.sum() + out.switch_bits.sum()) / (h * w))
+            psnrs.append(psnr(arr, to_uint8(out.x_hat[..., :h, :w])))
+        rows.append((keep, float(np.mean(bpps)), float(np.mean(psnrs))))
+        print(f"k={keep:2d}  bpp~{rows[-1][1]:.4f}  PSNR {rows[-1][2]:.2f} dB", flush=True)
+    return rows
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("checkpoint")
+    parser.add_argument("--qualities", nargs="+", type=int, help="channels sent per quality")
+    parser.add_argument("-o", "--output", help="weights file to write (fp16 safetensors)")
+    parser.add_argument("--sweep", metavar="FOLDER", help="print rate and PSNR for every k")
+    args = parser.parse_args(argv)
+    model = model_from_checkpoint(args.checkpoint, args.qualities)
+    if args.sweep:
+        sweep(model, args.sweep)
+    if args.output:
+        ckpt = torch.load(args.checkpoint, map_location="cpu", weights_only=False)
+        fp = export_weights(model, args.output, extra={"steps": str(ckpt["step"]),
+                                                       "train_seconds": f"{ckpt.get('elapsed', 0):.0f}"})
+        print(f"wrote {args.output} (fingerprint {fp[:2].hex()}, qualities {model.cfg.qualities})")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

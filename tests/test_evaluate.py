@@ -1,0 +1,120 @@
+"""Evaluation: matched-rate bisection, result files, plots, BD-rate, the HTML report."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+from conftest import photo
+from PIL import Image
+
+from compressnet import cli
+from compressnet.evaluate import classical
+from compressnet.evaluate.bdrate import bd_rate
+from compressnet.evaluate.plot import load_results
+
+CODECS = [name for name in classical.CODECS if classical.available(name) is None]
+
+
+def test_all_codecs_of_the_issue_are_available_here():
+    assert {"jpeg", "webp", "jpeg2000", "avif", "hevc", "jxl"} <= set(CODECS)
+
+
+@pytest.mark.parametrize("name", CODECS)
+def test_bisection_never_exceeds_the_target(name):
+    codec = classical.CODECS[name]
+    pixels = photo(96, 128, seed=4)
+    for budget in (300, 900, 2500):
+        match = classical.largest_under(codec, pixels, budget)
+        if match.fits:
+            assert len(match.data) <= budget
+            assert match.data == codec.encode(pixels, match.setting)
+            if match.setting < codec.highest:  # the next setting up does not fit
+                assert len(codec.encode(pixels, match.setting + 1)) > budget or \
+                    len(codec.encode(pixels, match.setting + 1)) <= len(match.data)
+        else:
+            assert match.setting == codec.lowest and len(match.data) > budget
+        assert codec.decode(match.data).shape == pixels.shape
+
+
+def test_bd_rate_of_a_curve_against_itself_is_zero_and_sign_is_right():
+    rate, quality = [0.03, 0.05, 0.1, 0.2], [22.0, 24.0, 26.5, 29.0]
+    assert bd_rate(rate, quality, rate, quality) == pytest.approx(0.0, abs=1e-9)
+    assert bd_rate(rate, quality, [r * 0.8 for r in rate], quality) == pytest.approx(-20.0)
+    assert bd_rate(rate[:3], quality[:3], [r * 1.1 for r in rate[:3]], quality[:3]) == pytest.approx(10.0)
+    with pytest.raises(ValueError):
+        bd_rate(rate, quality, rate, [40, 41, 42, 43])
+
+
+@pytest.fixture(scope="module")
+def eval_run(tmp_path_factory, spn_weights):
+    folder = tmp_path_factory.mktemp("images")
+    for i in range(2):
+        Image.fromarray(photo(176, 192, seed=i)).save(folder / f"img{i}.png")
+    out = tmp_path_factory.mktemp("results")
+    args = ["eval", str(folder), "--models", str(spn_weights), "--codecs", "jpeg", "hevc", "avif",
+            "--target-bpp", "0.2", "0.5", "-o", str(out), "--workers", "1", "--no-progress"]
+    assert cli.main(args) == 0
+    return folder, out, args
+
+
+def test_eval_writes_compressai_schema(eval_run):
+    folder, out, _ = eval_run
+    for name in ("jpeg", "hevc", "avif", spn_name(out)):
+        doc = json.loads((out / f"{name}.json").read_text())
+        assert doc["name"] == name and doc["description"]
+        r = doc["results"]
+        for key in ("bpp", "psnr-rgb", "ms-ssim-rgb", "encoding_time", "decoding_time"):
+            assert len(r[key]) == len(r["bpp"]) >= 1
+        assert all(np.isfinite(r["psnr-rgb"])) and all(0 < m <= 1 for m in r["ms-ssim-rgb"])
+        load_results(out / f"{name}.json")
+    rows = (out / "per-image.csv").read_text().splitlines()
+    assert rows[0].startswith("codec,image,point") and len(rows) == 1 + 2 * (2 * 3 + 2)
+
+
+def spn_name(out):
+    return next(p.stem for p in out.glob("*.json") if p.stem not in classical.CODECS)
+
+
+def test_classical_points_respect_their_targets(eval_run):
+    _, out, _ = eval_run
+    import csv
+
+    for row in csv.DictReader((out / "per-image.csv").open()):
+        if row["codec"] in classical.CODECS and row["above_target"] == "False":
+            assert float(row["bpp"]) <= float(row["point"]) + 1e-9
+
+
+def test_report_references_every_image_and_plot_loads_back(eval_run, tmp_path):
+    folder, out, _ = eval_run
+    html = (out / "report.html").read_text()
+    for image in folder.iterdir():
+        assert f"id='{image.name}'" in html
+    assert html.count("data:image/png;base64,") >= 1 + 2 * 5  # plot + 2 images x 5 crops
+    assert (out / "rd.png").stat().st_size > 1000
+    target = tmp_path / "again.png"
+    jsons = [str(p) for p in out.glob("*.json")]
+    assert cli.main(["plot", *jsons, "-o", str(target), "--log-x"]) == 0
+    assert target.stat().st_size > 1000
+
+
+def test_rerun_uses_the_cache(eval_run, monkeypatch):
+    _, _, args = eval_run
+
+    def no_encoding(*a, **k):
+        raise AssertionError("re-encoded despite the cache")
+
+    monkeypatch.setattr(classical, "largest_under", no_encoding)
+    assert cli.main([*args, "--no-report"]) == 0
+
+
+def test_plot_overlays_published_curves_and_rejects_bad_json(tmp_path, capsys):
+    ref = tmp_path / "ref.json"
+    ref.write_text(json.dumps({"name": "bpg", "results": {"bpp": [0.1, 0.2], "psnr-rgb": [27, 29],
+                                                          "ms-ssim-rgb": [0.9, 0.93]}}))
+    bad = tmp_path / "bad.json"
+    bad.write_text(json.dumps({"results": {"psnr": [1]}}))
+    assert cli.main(["plot", str(ref), "-o", str(tmp_path / "p.png")]) == 0
+    assert cli.main(["plot", str(ref), str(bad), "-o", str(tmp_path / "q.png")]) == 1
+    assert "CompressAI's results format" in capsys.readouterr().err
