@@ -56,3 +56,22 @@ def test_layouts(tmp_path):
     assert len(find_images(tmp_path / "clic", "clic", "train")) == 1
     with pytest.raises(FileNotFoundError):
         find_images(tmp_path / "clic", "clic", "val")
+
+
+def test_torchrun_two_cpu_ranks_end_with_identical_weights(photo_folder, tmp_path):
+    import subprocess
+    import sys
+
+    out = tmp_path / "ddp"
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--master_port", "29517",
+           "-m", "compressnet.train", str(photo_folder), "--out", str(out), "--preset", "tiny",
+           "--crop", "32", "--batch", "2", "--steps", "4", "--gan-start", "2", "--warmup", "1",
+           "--log-every", "1", "--val-every", "4", "--ckpt-every", "4", "--threads", "1",
+           "--no-progress"]
+    result = subprocess.run(cmd, capture_output=True, text=True, timeout=240)
+    assert result.returncode == 0, result.stderr[-2000:]
+    records = [json.loads(line) for line in (out / "log.jsonl").read_text().splitlines()]
+    final = [r for r in records if "ranks_identical" in r]
+    assert final == [{"step": 4, "ranks": 2, "ranks_identical": True}]
+    assert [r["step"] for r in records if "loss" in r] == [1, 2, 3, 4]  # rank 0 alone logs
+    assert load(str(out / "model.safetensors")).qualities == range(1, 3)

@@ -102,11 +102,17 @@ def cmd_models(args: argparse.Namespace) -> int:
             print(f"{entry.name:16s} (id {entry.model_id}): not bundled in this release")
             continue
         codec = load(entry.name)
-        rates = ", ".join(f"q{q}: {codec.channels_sent(q)}ch <={codec.fixed_length_bpp(q, 512, 768):.3f}"
-                          for q in codec.qualities)
         default = " [default]" if entry.arch == zoo.DEFAULT_MODEL and entry.preset == zoo.DEFAULT_PRESET \
             else ""
-        print(f"{entry.name:16s} (id {entry.model_id}){default}: {rates} bpp (fixed-length bound)")
+        print(f"{entry.name} (id {entry.model_id}){default}, {codec.cfg.arch} {codec.cfg.preset}:")
+        measured = zoo.kodak_results(entry)
+        for q in codec.qualities:
+            line = (f"  q{q}: {codec.channels_sent(q):2d} latent channels, fixed-length bound "
+                    f"{codec.fixed_length_bpp(q, 512, 768):.4f} bpp")
+            if measured and q in measured:
+                bpp, db, msssim = measured[q]
+                line += f"; Kodak: {bpp:.4f} bpp, {db:.2f} dB, MS-SSIM {msssim:.4f}"
+            print(line)
     return 0
 
 
@@ -163,7 +169,7 @@ def cmd_eval(args: argparse.Namespace) -> int:
     for line in perceptual.availability(*scorer_paths):
         print(line)
         notes.append(line)
-    plot = plot_rd([*paths, *args.reference], out / "rd.png", log_x=args.log_x, max_bpp=args.max_bpp)
+    plot = plot_rd(paths, out / "rd.png", log_x=args.log_x, max_bpp=args.max_bpp, references=args.reference)
     anchor = args.anchor if args.anchor in docs else None
     if anchor:
         for name, on_psnr, on_msssim in report.bd_rate_table(docs, anchor):
@@ -179,7 +185,8 @@ def cmd_eval(args: argparse.Namespace) -> int:
 def cmd_plot(args: argparse.Namespace) -> int:
     from compressnet.evaluate.plot import plot_rd
 
-    path = plot_rd(args.results, args.output, log_x=args.log_x, max_bpp=args.max_bpp)
+    path = plot_rd(args.results, args.output, log_x=args.log_x, max_bpp=args.max_bpp,
+                   references=args.reference)
     print(f"wrote {path}")
     return 0
 
@@ -268,6 +275,7 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("plot", help="rate-distortion curves from CompressAI-format JSON files")
     p.add_argument("results", nargs="+")
     p.add_argument("-o", "--output", default="rd.png")
+    p.add_argument("--reference", nargs="*", default=[], help="published curves, drawn dashed")
     p.add_argument("--log-x", action="store_true", help="log rate axis")
     p.add_argument("--max-bpp", type=float, help="plot range")
     p.set_defaults(func=cmd_plot)

@@ -6,6 +6,7 @@ Ids are written into every bitstream: never renumber or reuse one.  Id 0 means
 
 from __future__ import annotations
 
+import json
 from importlib import resources
 from pathlib import Path
 from typing import NamedTuple
@@ -65,3 +66,15 @@ def by_id(model_id: int) -> ZooEntry:
         if entry.model_id == model_id:
             return entry
     raise KeyError(f"unknown model id {model_id}")
+
+
+def kodak_results(entry: ZooEntry) -> dict[int, tuple[float, float, float]] | None:
+    """Measured Kodak means per quality (bpp, PSNR, MS-SSIM), shipped beside the weights.
+
+    Written by ``python -m compressnet.evaluate.card`` into ``weights/<name>.kodak.json``.
+    """
+    path = weights_dir() / f"{entry.name}.kodak.json"
+    if not path.is_file():
+        return None
+    r = json.loads(path.read_text())["results"]
+    return {q: (b, p, m) for q, b, p, m in zip(r["quality"], r["bpp"], r["psnr-rgb"], r["ms-ssim-rgb"])}

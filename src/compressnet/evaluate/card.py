@@ -8,11 +8,13 @@ writes ``docs/cards/<model>.md`` (+ ``<model>.json`` results and crop PNGs) from
 from __future__ import annotations
 
 import argparse
+import shutil
 from pathlib import Path
 
 import numpy as np
 from PIL import Image
 
+from compressnet import zoo
 from compressnet.codec import load
 from compressnet.evaluate import learned
 from compressnet.image import open_image
@@ -42,6 +44,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--data", required=True, help="evaluation folder (Kodak)")
     parser.add_argument("--out", default="docs/cards")
     parser.add_argument("--command", default="", help="the training command, for the record")
+    parser.add_argument("--ship", action="store_true",
+                        help="also write the results beside the bundled weights (for `compressnet models`)")
     args = parser.parse_args(argv)
     codec = load(args.model)
     out = Path(args.out)
@@ -51,6 +55,8 @@ def main(argv: list[str] | None = None) -> int:
     json_path, _ = learned.write_results(results, codec.name, out,
                                          description=f"{codec.name} on {args.data}, real file bytes")
     summary = learned.summarize(results)
+    if args.ship:
+        shutil.copyfile(json_path, zoo.weights_dir() / f"{codec.name}.kodak.json")
     crops = [side_by_side(codec, Path(args.data) / name, list(codec.qualities),
                           out / f"{codec.name}-{Path(name).stem}.png")
              for name in CROP_IMAGES if (Path(args.data) / name).is_file()]
@@ -73,7 +79,8 @@ def main(argv: list[str] | None = None) -> int:
         "",
         learned.format_table(summary),
         "",
-        f"Regenerate: `python -m compressnet.evaluate.card {args.model} --data {args.data} --out {args.out}`",
+        f"Regenerate: `python -m compressnet.evaluate.card {args.model} --data {args.data} --out {args.out}"
+        f"{' --ship' if args.ship else ''}`",
         f"(results: `{json_path.name}`).",
         "",
         "## Decoded crops",

@@ -32,6 +32,17 @@ class ClassicalCodec:
     def encode(self, pixels: np.ndarray, setting: int) -> bytes:
         return self._encode(Image.fromarray(pixels), setting)
 
+    def memoized(self) -> ClassicalCodec:
+        """A copy that remembers each setting's file: for several searches on ONE image."""
+        memo: dict[int, bytes] = {}
+
+        def encode(image: Image.Image, setting: int) -> bytes:
+            if setting not in memo:
+                memo[setting] = self._encode(image, setting)
+            return memo[setting]
+
+        return ClassicalCodec(self.name, self.lowest, self.highest, encode, self.note)
+
     def decode(self, data: bytes) -> np.ndarray:
         _register_plugins()
         with Image.open(io.BytesIO(data)) as im:

@@ -89,7 +89,7 @@ def classical_rows(name: str, path: str, targets: tuple[float, ...]) -> list[tup
     import torch
 
     torch.set_num_threads(1)
-    codec = classical.CODECS[name]
+    codec = classical.CODECS[name].memoized()  # the targets' searches share many settings
     pixels = open_image(path)
     h, w = pixels.shape[:2]
     rows = []

@@ -25,27 +25,41 @@ def load_results(path: str | Path) -> dict:
 
 
 def plot_rd(paths: list[str | Path], output: str | Path, log_x: bool = False,
-            max_bpp: float | None = None, title: str = "Rate-distortion") -> Path:
-    """Two panels, PSNR and MS-SSIM against bpp; one line per file."""
+            max_bpp: float | None = None, title: str = "Rate-distortion",
+            references: list[str | Path] = ()) -> Path:
+    """Two panels, PSNR and MS-SSIM against bpp; one line per file.
+
+    ``references`` (published curves) are drawn thin and dashed.  A hollow marker is
+    a matched-rate point where some images could not get down to the target.
+    """
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    docs = [load_results(p) for p in paths]
+    docs = [(load_results(p), False) for p in paths] + [(load_results(p), True) for p in references]
+    colours = plt.get_cmap("tab20").colors
     fig, axes = plt.subplots(1, 2, figsize=(12, 4.8))
-    for doc in docs:
+    for n, (doc, is_ref) in enumerate(docs):
         r = doc["results"]
-        pts = sorted((b, i) for i, b in enumerate(r["bpp"]) if max_bpp is None or b <= max_bpp)
-        if not pts:
+        in_range = [(b, i) for i, b in enumerate(r["bpp"]) if max_bpp is None or b <= max_bpp]
+        idx = [i for _, i in sorted(in_range)]
+        if not idx:
             continue
-        idx = [i for _, i in pts]
         bpp = [r["bpp"][i] for i in idx]
-        ours = not str(doc["name"]).startswith(("compressai-", "paper-")) and doc.get("reference") is not True
-        style = dict(marker="o" if ours else ".", linewidth=2.0 if ours else 1.0, alpha=1.0 if ours else 0.7)
-        axes[0].plot(bpp, [r["psnr-rgb"][i] for i in idx], label=doc["name"], **style)
-        if "ms-ssim-rgb" in r and r["ms-ssim-rgb"]:
-            axes[1].plot(bpp, [r["ms-ssim-rgb"][i] for i in idx], label=doc["name"], **style)
+        label = f"{doc['name']} (published)" if is_ref else doc["name"]
+        style = dict(color=colours[(2 * n + n // 10) % 20],
+                     linestyle="--" if is_ref else "-", linewidth=1.0 if is_ref else 2.0)
+        above = r.get("above-target") or [0] * len(r["bpp"])
+        for ax, key in zip(axes, ("psnr-rgb", "ms-ssim-rgb")):
+            if not r.get(key):
+                continue
+            ys = [r[key][i] for i in idx]
+            ax.plot(bpp, ys, label=label, marker="." if is_ref else None, **style)
+            if not is_ref:
+                for x, y, i in zip(bpp, ys, idx):
+                    ax.plot([x], [y], marker="o", color=style["color"],
+                            markerfacecolor="white" if above[i] else style["color"])
     for ax, ylabel in zip(axes, ("PSNR (dB)", "MS-SSIM")):
         ax.set_xlabel("bits per pixel")
         ax.set_ylabel(ylabel)
@@ -53,7 +67,7 @@ def plot_rd(paths: list[str | Path], output: str | Path, log_x: bool = False,
         if log_x:
             ax.set_xscale("log")
     axes[0].legend(fontsize=7, loc="lower right")
-    fig.suptitle(title)
+    fig.suptitle(title + " (hollow: some images above the target rate)")
     fig.tight_layout()
     output = Path(output)
     output.parent.mkdir(parents=True, exist_ok=True)

@@ -23,6 +23,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                                 help="JSON object of model config fields to override")
             continue
         base = next((t for t in typing.get_args(kind) if t is not type(None)), kind)
+        if base is bool:
+            parser.add_argument(flag, action="store_true", help="(off by default)")
+            continue
         parser.add_argument(flag, type=base, default=f.default, help=f"(default: {f.default})")
     parser.add_argument("--no-resume", action="store_true", help="start over even if OUT/ckpt.pt exists")
     parser.add_argument("--no-progress", action="store_true", help="no progress bar")

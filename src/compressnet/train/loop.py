@@ -6,16 +6,22 @@ state), logs JSON lines, and exports shippable fp16 weights at every checkpoint.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
+import hashlib
 import json
 import math
+import os
 import random
 import time
 from dataclasses import dataclass
 from pathlib import Path
+from typing import NamedTuple
 
 import numpy as np
 import torch
+import torch.distributed as dist
+from torch import nn
 from tqdm import tqdm
 
 from compressnet.image import pad_to_multiple
@@ -51,6 +57,7 @@ class TrainConfig:
     min_keep: int = 2  # fewest latent channels sampled for channel truncation
     seed: int = 0
     device: str = "cpu"
+    amp: bool = False  # bfloat16 autocast on GPU
     threads: int = 0
     log_every: int = 25
     ckpt_every: int = 500
@@ -105,20 +112,68 @@ def validate(model: CompressNetModel, images: list[torch.Tensor], keeps: list[in
     return out
 
 
+class _Dist(NamedTuple):
+    rank: int
+    world: int
+
+    @property
+    def main(self) -> bool:
+        return self.rank == 0
+
+
+def _setup_distributed(cfg: TrainConfig) -> tuple[_Dist, torch.device]:
+    """torchrun sets WORLD_SIZE/RANK/LOCAL_RANK; gloo on CPU, nccl on GPU."""
+    world = int(os.environ.get("WORLD_SIZE", "1"))
+    if world == 1:
+        return _Dist(0, 1), torch.device(cfg.device)
+    local = int(os.environ.get("LOCAL_RANK", "0"))
+    if cfg.device.startswith("cuda"):
+        torch.cuda.set_device(local)
+        device = torch.device("cuda", local)
+        backend = "nccl"
+    else:
+        device, backend = torch.device("cpu"), "gloo"
+    if not dist.is_initialized():
+        dist.init_process_group(backend)
+    return _Dist(dist.get_rank(), dist.get_world_size()), device
+
+
+def _any_rank(flag: bool, ddp: _Dist, device: torch.device) -> bool:
+    if ddp.world == 1:
+        return flag
+    t = torch.tensor([float(flag)], device=device)
+    dist.all_reduce(t, op=dist.ReduceOp.MAX)
+    return bool(t.item())
+
+
+def _parameter_digest(module: nn.Module) -> str:
+    digest = hashlib.sha256()
+    for name, t in sorted(module.state_dict().items()):
+        digest.update(name.encode())
+        digest.update(t.detach().cpu().contiguous().numpy().tobytes())
+    return digest.hexdigest()
+
+
 def train(cfg: TrainConfig, resume: bool = True, progress: bool = True) -> Path:
-    """Train and return the path of the exported weights (``OUT/model.safetensors``)."""
+    """Train and return the path of the exported weights (``OUT/model.safetensors``).
+
+    Under ``torchrun --nproc_per_node N`` it runs data-parallel (DDP): every rank
+    draws its own crops, gradients are averaged, rank 0 logs and saves.
+    """
+    ddp, device = _setup_distributed(cfg)
     out_dir = Path(cfg.out)
     out_dir.mkdir(parents=True, exist_ok=True)
     if cfg.threads:
         torch.set_num_threads(cfg.threads)
-    random.seed(cfg.seed)
-    np.random.seed(cfg.seed)
+    seed = cfg.seed + 1000 * ddp.rank  # same initial weights (broadcast by DDP), different crops
+    random.seed(seed)
+    np.random.seed(seed)
     torch.manual_seed(cfg.seed)
-    device = torch.device(cfg.device)
 
     model_cfg = preset_config(cfg.arch, cfg.preset, **(cfg.preset_overrides or {}))
     model = CompressNetModel(model_cfg).to(device)
     disc = PatchDiscriminator(cfg.disc_width).to(device)
+    torch.manual_seed(seed)
     entropy_params = list(model.entropy.parameters())
     other = [p for n, p in model.named_parameters() if not n.startswith("entropy.")]
     opt_g = torch.optim.Adam([{"params": other}, {"params": entropy_params, "lr_scale": 10.0}])
@@ -133,14 +188,25 @@ def train(cfg: TrainConfig, resume: bool = True, progress: bool = True) -> Path:
         opt_d.load_state_dict(ckpt["opt_d"])
         step = ckpt["step"]
         elapsed = ckpt.get("elapsed", 0.0)
-        torch.set_rng_state(ckpt["rng_torch"])
-        np.random.set_state(ckpt["rng_numpy"])
-        random.setstate(ckpt["rng_python"])
-        _truncate_log(out_dir / "log.jsonl", step)
-    (out_dir / "config.json").write_text(json.dumps(dataclasses.asdict(cfg), indent=2))
+        if ddp.main:
+            torch.set_rng_state(ckpt["rng_torch"])
+            np.random.set_state(ckpt["rng_numpy"])
+            random.setstate(ckpt["rng_python"])
+            _truncate_log(out_dir / "log.jsonl", step)
+    if ddp.main:
+        (out_dir / "config.json").write_text(json.dumps(dataclasses.asdict(cfg), indent=2))
+    g_model: nn.Module = model
+    d_model: nn.Module = disc
+    if ddp.world > 1:
+        ids = [device.index] if device.type == "cuda" else None
+        g_model = nn.parallel.DistributedDataParallel(model, device_ids=ids)
+        d_model = nn.parallel.DistributedDataParallel(disc, device_ids=ids)
+    amp = torch.autocast(device_type="cuda", dtype=torch.bfloat16) if cfg.amp and device.type == "cuda" \
+        else contextlib.nullcontext()
 
     train_files, val_files = _split(cfg)
-    data = CropDataset(train_files, cfg.crop, samples_per_epoch=cfg.batch * 1000, progress=progress)
+    data = CropDataset(train_files, cfg.crop, samples_per_epoch=cfg.batch * 1000,
+                       progress=progress and ddp.main)
     val_images = [torch.from_numpy(a).permute(2, 0, 1)[None].float().div(255).to(device)
                   for a in CropDataset(val_files, DOWNSAMPLING, progress=False).images]
     loader = torch.utils.data.DataLoader(data, batch_size=cfg.batch, num_workers=0)
@@ -159,8 +225,9 @@ def train(cfg: TrainConfig, resume: bool = True, progress: bool = True) -> Path:
         export_weights(model, out_dir / "model.safetensors",
                        extra={"steps": str(step), "train_seconds": f"{time.time() - t0:.0f}"})
 
-    log = (out_dir / "log.jsonl").open("a")
-    bar = tqdm(total=cfg.steps, initial=step, disable=not progress, desc="train", unit="step")
+    log = (out_dir / "log.jsonl").open("a") if ddp.main else open(os.devnull, "w")  # noqa: SIM115
+    bar = tqdm(total=cfg.steps, initial=step, disable=not progress or not ddp.main, desc="train",
+               unit="step")
     model.train()
     t0 = time.time() - elapsed  # wall-clock counts across resumes
     loss_ema: float | None = None
@@ -173,19 +240,20 @@ def train(cfg: TrainConfig, resume: bool = True, progress: bool = True) -> Path:
             for group in opt_g.param_groups:
                 group["lr"] = lr * group.get("lr_scale", 1.0)
             keep = random.choice(keeps)
-            out = model(x, keep=keep)
-            terms = losses.generator_terms(x, out)
-            loss = (cfg.lam * terms.mse + terms.bpp + cfg.stacked_weight * terms.stacked
-                    + cfg.switch_weight * terms.switch_ce)
             gan = step >= cfg.gan_start
-            if gan:
-                fake_logits, fake_feats = disc(out.x_hat)
-                with torch.no_grad():
-                    _, real_feats = disc(x)
-                loss = (loss + cfg.adv_weight * losses.generator_adversarial_loss(fake_logits)
-                        + cfg.fm_weight * losses.feature_matching_loss(real_feats, fake_feats))
+            with amp:
+                out = g_model(x, keep=keep)
+                terms = losses.generator_terms(x, out)
+                loss = (cfg.lam * terms.mse + terms.bpp + cfg.stacked_weight * terms.stacked
+                        + cfg.switch_weight * terms.switch_ce)
+                if gan:  # the plain module: the discriminator's own gradients are not wanted here
+                    fake_logits, fake_feats = disc(out.x_hat)
+                    with torch.no_grad():
+                        _, real_feats = disc(x)
+                    loss = (loss + cfg.adv_weight * losses.generator_adversarial_loss(fake_logits)
+                            + cfg.fm_weight * losses.feature_matching_loss(real_feats, fake_feats))
             blown_up = loss_ema is not None and step > 200 and loss.item() > 20 * loss_ema
-            if not torch.isfinite(loss) or blown_up:
+            if _any_rank(not torch.isfinite(loss).item() or blown_up, ddp, device):
                 log.write(json.dumps({"step": step, "skipped": loss.item()}) + "\n")
                 step += 1  # an outlier batch or the start of a blow-up: do not learn from it
                 bar.update(1)
@@ -197,9 +265,10 @@ def train(cfg: TrainConfig, resume: bool = True, progress: bool = True) -> Path:
             opt_g.step()
             d_loss = None
             if gan:
-                real_logits, _ = disc(x)
-                fake_logits, _ = disc(out.x_hat.detach())
-                d_loss = losses.discriminator_loss(real_logits, fake_logits)
+                with amp:  # one forward of real and fake together, as DDP wants
+                    logits, _ = d_model(torch.cat([x, out.x_hat.detach()]))
+                    real_logits, fake_logits = logits.chunk(2)
+                    d_loss = losses.discriminator_loss(real_logits, fake_logits)
                 opt_d.zero_grad(set_to_none=True)
                 d_loss.backward()
                 opt_d.step()
@@ -217,14 +286,21 @@ def train(cfg: TrainConfig, resume: bool = True, progress: bool = True) -> Path:
                 log.flush()
                 bar.set_postfix(loss=f"{rec['loss']:.3f}", psnr=f"{rec['psnr']:.2f}",
                                 bpp=f"{rec['bpp']:.3f}")
-            if step % cfg.val_every == 0 or step == cfg.steps:
+            if ddp.main and (step % cfg.val_every == 0 or step == cfg.steps):
                 val = validate(model, val_images, sorted(
                     k for k in {cfg.min_keep, 4, 8, model_cfg.latent_channels}
                     if k <= model_cfg.latent_channels))
                 log.write(json.dumps({"step": step, "val": val}) + "\n")
                 log.flush()
-            if step % cfg.ckpt_every == 0 or step == cfg.steps:
+            if ddp.main and (step % cfg.ckpt_every == 0 or step == cfg.steps):
                 save()
     bar.close()
+    if ddp.world > 1:  # the point of DDP: every rank must end with the same weights
+        digests = [None] * ddp.world
+        dist.all_gather_object(digests, _parameter_digest(model))
+        log.write(json.dumps({"step": step, "ranks": ddp.world,
+                              "ranks_identical": len(set(digests)) == 1}) + "\n")
+        dist.barrier()
+        dist.destroy_process_group()
     log.close()
     return out_dir / "model.safetensors"
