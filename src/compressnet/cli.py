@@ -191,6 +191,21 @@ def cmd_plot(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_serve(args: argparse.Namespace) -> int:
+    import uvicorn
+
+    from compressnet.server.app import create_app
+
+    app = create_app(args.model, max_upload=int(args.max_upload_mb * 1024 * 1024),
+                     max_pixels=args.max_pixels, workers=args.workers)
+    if args.host not in ("127.0.0.1", "localhost", "::1"):
+        print(f"compressnet: warning: serving on {args.host}: anyone who can reach it can use it",
+              file=sys.stderr)
+    print(f"CompressNet on http://{args.host}:{args.port}/  (API docs: /docs; Ctrl-C stops)")
+    uvicorn.run(app, host=args.host, port=args.port, log_level="warning")
+    return 0
+
+
 def cmd_train(args: argparse.Namespace) -> int:
     from compressnet.train.cli import run
 
@@ -279,6 +294,17 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--log-x", action="store_true", help="log rate axis")
     p.add_argument("--max-bpp", type=float, help="plot range")
     p.set_defaults(func=cmd_plot)
+
+    from compressnet.server import DEFAULT_MAX_PIXELS
+
+    p = sub.add_parser("serve", help="a local web page to compress and compare photos")
+    p.add_argument("--host", default="127.0.0.1", help="default 127.0.0.1 (this computer only)")
+    p.add_argument("--port", type=int, default=8000)
+    p.add_argument("--model", default=zoo.DEFAULT_MODEL)
+    p.add_argument("--max-upload-mb", type=float, default=20.0)
+    p.add_argument("--max-pixels", type=int, default=DEFAULT_MAX_PIXELS)
+    p.add_argument("--workers", type=int, default=2, help="images processed at once")
+    p.set_defaults(func=cmd_serve)
 
     from compressnet.train.cli import add_arguments
 

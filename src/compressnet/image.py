@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import io
 import warnings
 from pathlib import Path
 
@@ -44,21 +45,34 @@ def open_image(path: str | Path) -> np.ndarray:
         raise ImageError(f"{path}: no such file")
     if path.stat().st_size == 0:
         raise ImageError(f"{path}: file is empty")
+    with path.open("rb") as f:
+        return _read(f, str(path))
+
+
+def decode_image_bytes(data: bytes, name: str = "upload", max_pixels: int | None = None) -> np.ndarray:
+    """Like :func:`open_image`, for bytes in memory (uploads)."""
+    if not data:
+        raise ImageError(f"{name}: file is empty")
+    return _read(io.BytesIO(data), name, max_pixels)
+
+
+def _read(fp, name: str, max_pixels: int | None = None) -> np.ndarray:
+    limit = MAX_PIXELS if max_pixels is None else max_pixels
     try:
-        with Image.open(path) as im:
+        with Image.open(fp) as im:
             w, h = im.size
-            if w * h > MAX_PIXELS:
-                raise ImageError(f"{path}: {w}x{h} is too large (limit {MAX_PIXELS:,} pixels)")
+            if w * h > limit:
+                raise ImageError(f"{name}: {w}x{h} is too large (limit {limit:,} pixels)")
             im.load()
             return to_rgb_array(im)
     except UnidentifiedImageError:
-        raise ImageError(f"{path}: not an image (or a format Pillow cannot read)") from None
+        raise ImageError(f"{name}: not an image (or a format Pillow cannot read)") from None
     except Image.DecompressionBombError:
-        raise ImageError(f"{path}: too large (limit {MAX_PIXELS:,} pixels)") from None
+        raise ImageError(f"{name}: too large (limit {limit:,} pixels)") from None
     except (OSError, SyntaxError, ValueError) as exc:
         if isinstance(exc, ImageError):
             raise
-        raise ImageError(f"{path}: unreadable or truncated image ({exc})") from None
+        raise ImageError(f"{name}: unreadable or truncated image ({exc})") from None
 
 
 def as_rgb_array(image: ImageLike) -> np.ndarray:

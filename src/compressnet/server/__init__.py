@@ -1,0 +1,4 @@
+"""``compressnet serve``: a local web page and JSON API over the codec."""
+
+DEFAULT_MAX_UPLOAD = 20 * 1024 * 1024  # bytes
+DEFAULT_MAX_PIXELS = 16_000_000

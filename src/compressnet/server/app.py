@@ -1,0 +1,122 @@
+"""The FastAPI app: a page, a JSON API, model work in a bounded pool off the event loop."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from importlib import resources
+from typing import Annotated
+
+from fastapi import FastAPI, File, Form, HTTPException, Request, UploadFile
+from fastapi.responses import HTMLResponse, JSONResponse
+
+from compressnet import zoo
+from compressnet.codec import Codec, load
+from compressnet.image import MAX_PIXELS
+from compressnet.server import DEFAULT_MAX_PIXELS, DEFAULT_MAX_UPLOAD
+from compressnet.server.jobs import JobRunner
+from compressnet.server.service import UploadError, compress_upload, decompress_upload
+
+Upload = Annotated[UploadFile, File(description="the image (or .cnet file)")]
+OptInt = Annotated[int | None, Form(description="quality, 1 = lowest rate (default 2)")]
+OptFloat = Annotated[float | None, Form(description="highest quality whose file fits this bpp")]
+Flag = Annotated[bool, Form(description="also match HEVC, AVIF and JPEG to the file size")]
+
+
+
+def _error(exc: Exception) -> tuple[int, str]:
+    if isinstance(exc, UploadError):
+        return exc.status, str(exc)
+    if isinstance(exc, MemoryError):
+        return 413, "out of memory: try a smaller image"
+    return 500, f"internal error: {type(exc).__name__}: {exc}"
+
+
+def create_app(model: str = zoo.DEFAULT_MODEL, max_upload: int = DEFAULT_MAX_UPLOAD,
+               max_pixels: int = DEFAULT_MAX_PIXELS, workers: int = 2) -> FastAPI:
+    """The app; ``model`` is a bundled name or a weights path, loaded once at start."""
+    codec: Codec = load(model)
+    decoders: dict[int, Codec] = {}
+    runner = JobRunner(workers=workers)
+    max_pixels = min(max_pixels, MAX_PIXELS)
+    @contextlib.asynccontextmanager
+    async def lifespan(app: FastAPI):
+        yield
+        runner.shutdown()
+
+    app = FastAPI(title="CompressNet", version="1", lifespan=lifespan, description=(
+        "Generative image compression at extremely low bitrates, compared at equal file size with "
+        f"HEVC (x265 via pillow-heif, BPG's engine), AVIF and JPEG. Uploads up to {max_upload:,} "
+        f"bytes and {max_pixels:,} pixels; nothing is stored."))
+    app.state.codec, app.state.runner = codec, runner
+
+    async def read_upload(request: Request, upload: UploadFile) -> bytes:
+        declared = request.headers.get("content-length")
+        if declared and declared.isdigit() and int(declared) > max_upload + 64 * 1024:
+            raise HTTPException(413, f"upload too large (limit {max_upload:,} bytes)")
+        data = await upload.read(max_upload + 1)
+        if len(data) > max_upload:
+            raise HTTPException(413, f"upload too large (limit {max_upload:,} bytes)")
+        return data
+
+    def compress_job(request_data: bytes, name: str, quality: int | None, target_bpp: float | None,
+                     compare: bool):
+        if quality is not None and quality not in codec.qualities:
+            raise HTTPException(400, f"quality must be between 1 and {len(codec.qualities)}")
+        if target_bpp is not None and not 0 < target_bpp < 24:
+            raise HTTPException(400, "target_bpp must be between 0 and 24")
+        return runner.submit(lambda progress: compress_upload(
+            codec, request_data, name, quality, target_bpp, compare, max_pixels, progress), _error)
+
+    @app.get("/", response_class=HTMLResponse, include_in_schema=False)
+    def index() -> str:
+        return (resources.files("compressnet.server") / "static" / "index.html").read_text()
+
+    @app.get("/api/models", summary="The model in use and the bundled models")
+    def models() -> dict:
+        return {"default": codec.name, "qualities": list(codec.qualities),
+                "channels": [codec.channels_sent(q) for q in codec.qualities],
+                "bundled": [e.name for e in zoo.REGISTRY if zoo.is_bundled(e)],
+                "limits": {"max_upload_bytes": max_upload, "max_pixels": max_pixels}}
+
+    @app.post("/api/compress", summary="Compress an image; compare with HEVC, AVIF and JPEG")
+    async def compress(request: Request, file: Upload, quality: OptInt = None, target_bpp: OptFloat = None,
+                       compare: Flag = True) -> dict:
+        data = await read_upload(request, file)
+        job = compress_job(data, file.filename or "upload", quality, target_bpp, compare)
+        await asyncio.wrap_future(job.future)
+        if job.state == "failed":
+            raise HTTPException(job.status_code, job.error)
+        return job.result
+
+    @app.post("/api/jobs/compress", status_code=202, summary="Start a compression; poll its progress")
+    async def compress_async(request: Request, file: Upload, quality: OptInt = None,
+                             target_bpp: OptFloat = None, compare: Flag = True) -> dict:
+        data = await read_upload(request, file)
+        try:
+            job = compress_job(data, file.filename or "upload", quality, target_bpp, compare)
+        except OverflowError as exc:
+            raise HTTPException(503, str(exc)) from None
+        return {"id": job.id}
+
+    @app.get("/api/jobs/{job_id}", summary="Progress and, when done, the result of a job")
+    def job_status(job_id: str) -> dict:
+        job = runner.get(job_id)
+        if job is None:
+            raise HTTPException(404, "no such job (finished jobs are kept for 10 minutes)")
+        return job.public()
+
+    @app.post("/api/decompress", summary="Decode a .cnet file")
+    async def decompress(request: Request, file: Upload) -> dict:
+        data = await read_upload(request, file)
+        job = runner.submit(lambda progress: decompress_upload(data, codec, decoders), _error)
+        await asyncio.wrap_future(job.future)
+        if job.state == "failed":
+            raise HTTPException(job.status_code, job.error)
+        return job.result
+
+    @app.exception_handler(HTTPException)
+    async def http_error(request: Request, exc: HTTPException) -> JSONResponse:
+        return JSONResponse({"detail": exc.detail}, status_code=exc.status_code)
+
+    return app

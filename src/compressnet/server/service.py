@@ -1,0 +1,95 @@
+"""What the web app does with an upload, free of HTTP: compress and compare, or decode."""
+
+from __future__ import annotations
+
+import base64
+import io
+from collections.abc import Callable
+
+import numpy as np
+from PIL import Image
+
+from compressnet import bitstream
+from compressnet.codec import Codec, CodecError, load_for_header
+from compressnet.evaluate import classical
+from compressnet.image import ImageError, decode_image_bytes
+from compressnet.metrics import ms_ssim, psnr
+
+COMPARED = ("hevc", "avif", "jpeg")
+
+
+class UploadError(ValueError):
+    """A bad upload; ``status`` is the HTTP status to answer with."""
+
+    def __init__(self, message: str, status: int = 400) -> None:
+        super().__init__(message)
+        self.status = status
+
+
+def png_data_uri(pixels: np.ndarray) -> str:
+    buf = io.BytesIO()
+    Image.fromarray(pixels).save(buf, format="PNG")
+    return "data:image/png;base64," + base64.b64encode(buf.getvalue()).decode()
+
+
+def _scores(original: np.ndarray, decoded: np.ndarray, size: int) -> dict:
+    h, w = original.shape[:2]
+    score = ms_ssim(original, decoded)
+    return {"bytes": size, "bpp": size * 8 / (h * w), "psnr": psnr(original, decoded),
+            "ms_ssim": None if np.isnan(score) else score}
+
+
+def compress_upload(codec: Codec, data: bytes, name: str, quality: int | None, target_bpp: float | None,
+                    compare: bool, max_pixels: int, progress: Callable[[float, str], None]) -> dict:
+    """Compress an uploaded image; with ``compare``, HEVC, AVIF and JPEG at the closest size not
+    above CompressNet's file."""
+    progress(0.05, "reading the image")
+    try:
+        pixels = decode_image_bytes(data, name, max_pixels)
+    except ImageError as exc:
+        status = 413 if "too large" in str(exc) else 400
+        raise UploadError(str(exc), status) from None
+    h, w = pixels.shape[:2]
+    progress(0.15, f"compressing with {codec.name}")
+    try:
+        result = codec.encode_to_target(pixels, target_bpp) if target_bpp else \
+            codec.encode(pixels, quality or 2)
+    except CodecError as exc:
+        raise UploadError(str(exc)) from None
+    progress(0.45, "decoding")
+    decoded = codec.decompress_array(result.data)
+    out = {"name": name, "width": w, "height": h, "model": codec.name, "quality": result.quality,
+           **_scores(pixels, decoded, len(result.data)),
+           "cnet": base64.b64encode(result.data).decode(), "decoded": png_data_uri(decoded),
+           "original": png_data_uri(pixels), "comparisons": []}
+    if compare:
+        for i, cname in enumerate(COMPARED):
+            progress(0.5 + 0.5 * i / len(COMPARED), f"matching {cname} to {len(result.data)} bytes")
+            if classical.available(cname):
+                continue
+            codec_c = classical.CODECS[cname].memoized()
+            match = classical.largest_under(codec_c, pixels, len(result.data))
+            decoded_c = codec_c.decode(match.data)
+            out["comparisons"].append({"codec": cname, "fits": match.fits, "setting": match.setting,
+                                       **_scores(pixels, decoded_c, len(match.data)),
+                                       "image": png_data_uri(decoded_c)})
+    return out
+
+
+def decompress_upload(data: bytes, default: Codec, codecs: dict[int, Codec]) -> dict:
+    """Decode an uploaded ``.cnet`` file with the bundled model its header names."""
+    try:
+        header, _ = bitstream.unpack(data)
+        if header.model_id == default.model_id and header.fingerprint == default.fingerprint:
+            codec = default
+        else:
+            if header.model_id not in codecs:
+                codecs[header.model_id] = load_for_header(data)
+            codec = codecs[header.model_id]
+        pixels = codec.decompress_array(data)
+    except (bitstream.BitstreamError, CodecError) as exc:
+        raise UploadError(str(exc)) from None
+    bpp = len(data) * 8 / (header.width * header.height)
+    return {"model": codec.name, "quality": header.quality, "width": header.width,
+            "height": header.height, "bytes": len(data), "bpp": bpp, "format_version": header.version,
+            "decoded": png_data_uri(pixels)}

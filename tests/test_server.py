@@ -1,0 +1,120 @@
+"""The web API through FastAPI's test client: good and bad inputs, limits, concurrency."""
+
+from __future__ import annotations
+
+import base64
+import io
+import time
+from concurrent.futures import ThreadPoolExecutor
+
+import numpy as np
+import pytest
+from conftest import photo
+from fastapi.testclient import TestClient
+from PIL import Image
+
+from compressnet.codec import load
+from compressnet.server.app import create_app
+
+
+def png(h: int, w: int, seed: int = 0) -> bytes:
+    buf = io.BytesIO()
+    Image.fromarray(photo(h, w, seed)).save(buf, format="PNG")
+    return buf.getvalue()
+
+
+@pytest.fixture(scope="module")
+def client(spn_weights):
+    app = create_app(str(spn_weights), max_upload=200_000, max_pixels=300 * 300)
+    with TestClient(app) as c:
+        yield c
+
+
+def test_page_models_and_openapi(client):
+    page = client.get("/")
+    assert page.status_code == 200 and "Drop a photo here" in page.text
+    models = client.get("/api/models").json()
+    assert models["qualities"] == [1, 2] and models["limits"]["max_pixels"] == 90_000
+    paths = client.get("/openapi.json").json()["paths"]
+    assert {"/api/compress", "/api/decompress", "/api/models", "/api/jobs/{job_id}"} <= set(paths)
+    assert client.get("/docs").status_code == 200
+
+
+def test_compress_compares_at_equal_size(client, spn_weights):
+    r = client.post("/api/compress", files={"file": ("a.png", png(96, 128), "image/png")},
+                    data={"quality": "1"})
+    assert r.status_code == 200, r.text
+    body = r.json()
+    data = base64.b64decode(body["cnet"])
+    assert body["bytes"] == len(data) and body["quality"] == 1 and body["width"] == 128
+    codec = load(str(spn_weights))
+    decoded = codec.decompress_array(data)
+    shown = np.asarray(Image.open(io.BytesIO(base64.b64decode(body["decoded"].split(",")[1]))))
+    np.testing.assert_array_equal(decoded, shown)
+    assert [c["codec"] for c in body["comparisons"]] == ["hevc", "avif", "jpeg"]
+    for c in body["comparisons"]:
+        assert c["bytes"] <= body["bytes"] or not c["fits"]
+        assert c["image"].startswith("data:image/png;base64,")
+
+
+def test_decompress_round_trip_and_corruption(client, spn_weights):
+    data = load(str(spn_weights)).compress(photo(40, 56), quality=2)
+    r = client.post("/api/decompress", files={"file": ("x.cnet", data)})
+    assert r.status_code == 200 and r.json()["width"] == 56 and r.json()["quality"] == 2
+    bad = bytearray(data)
+    bad[-1] ^= 0xFF
+    r = client.post("/api/decompress", files={"file": ("x.cnet", bytes(bad))})
+    assert r.status_code == 400 and "checksum" in r.json()["detail"]
+    r = client.post("/api/decompress", files={"file": ("x.cnet", b"not a cnet file")})
+    assert r.status_code == 400 and "magic" in r.json()["detail"]
+
+
+@pytest.mark.parametrize("content,status,message", [
+    (b"", 400, "empty"),
+    (b"<html>not an image</html>", 400, "not an image"),
+    (png(64, 64)[:150], 400, "truncated"),
+    (png(320, 320), 413, "too large"),
+    (b"\x00" * 250_000, 413, "upload too large"),
+])
+def test_bad_uploads(client, content, status, message):
+    r = client.post("/api/compress", files={"file": ("f.png", content)})
+    assert r.status_code == status and message in r.json()["detail"]
+    assert client.get("/api/models").status_code == 200  # the server is still up
+
+
+def test_bad_parameters(client):
+    r = client.post("/api/compress", files={"file": ("a.png", png(32, 32))}, data={"quality": "9"})
+    assert r.status_code == 400 and "quality" in r.json()["detail"]
+    r = client.post("/api/compress", files={"file": ("a.png", png(32, 32))}, data={"quality": "x"})
+    assert r.status_code == 422
+
+
+def test_job_progress_until_done(client):
+    r = client.post("/api/jobs/compress", files={"file": ("a.png", png(64, 64))}, data={"compare": "false"})
+    assert r.status_code == 202
+    job_id = r.json()["id"]
+    deadline = time.monotonic() + 60
+    while True:
+        job = client.get(f"/api/jobs/{job_id}").json()
+        assert 0.0 <= job["progress"] <= 1.0
+        if job["state"] == "done":
+            assert job["result"]["comparisons"] == []
+            break
+        assert job["state"] in ("queued", "running") and time.monotonic() < deadline
+        time.sleep(0.05)
+    assert client.get("/api/jobs/nope").status_code == 404
+
+
+def test_concurrent_requests_all_succeed(client):
+    def one(seed: int) -> int:
+        files = {"file": (f"{seed}.png", png(48, 64, seed))}
+        return client.post("/api/compress", files=files, data={"compare": "false"}).status_code
+
+    with ThreadPoolExecutor(4) as pool:
+        assert list(pool.map(one, range(4))) == [200] * 4
+
+
+def test_target_bpp(client):
+    r = client.post("/api/compress", files={"file": ("a.png", png(64, 96))},
+                    data={"target_bpp": "5", "compare": "false"})
+    assert r.status_code == 200 and r.json()["bpp"] <= 5
