@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 
+import numpy as np
 import pytest
 from conftest import photo
 from PIL import Image
@@ -75,3 +76,54 @@ def test_torchrun_two_cpu_ranks_end_with_identical_weights(photo_folder, tmp_pat
     assert final == [{"step": 4, "ranks": 2, "ranks_identical": True}]
     assert [r["step"] for r in records if "loss" in r] == [1, 2, 3, 4]  # rank 0 alone logs
     assert load(str(out / "model.safetensors")).qualities == range(1, 3)
+
+
+def test_every_loss_option_trains(photo_folder, tmp_path):
+    import torch
+
+    from compressnet.evaluate import perceptual
+
+    torch.manual_seed(0)
+    backbone = tmp_path / "alexnet.pth"
+    torch.save({f"features.{k}": v for k, v in perceptual._alexnet_features().state_dict().items()}, backbone)
+    cfg = _cfg(photo_folder, tmp_path / "all", 3, msssim_weight=1.0, gan_loss="hinge",
+               disc_conditional=True, perceptual_backbone=str(backbone), perceptual_weight=0.5,
+               target_bpp=0.01)
+    cfg.gan_start = 1
+    cfg.crop = 64  # AlexNet and 4-scale MS-SSIM want a little room
+    train(cfg, progress=False)
+    records = [json.loads(line) for line in (tmp_path / "all" / "log.jsonl").read_text().splitlines()]
+    losses = [r["loss"] for r in records if "loss" in r]
+    assert len(losses) == 3 and all(np.isfinite(losses))
+    assert all("d_loss" in r for r in records if "loss" in r and r["step"] > 1)
+
+
+def test_ms_ssim_loss_and_hinge():
+    import torch
+
+    from compressnet.train import losses
+
+    x = torch.rand(2, 3, 128, 128)
+    assert losses.ms_ssim_loss(x, x).item() == pytest.approx(1.0, abs=1e-5)
+    assert losses.ms_ssim_loss(x.flip(-1), x).item() < 0.5
+    real, fake = torch.full((4,), 2.0), torch.full((4,), -2.0)
+    assert losses.discriminator_loss(real, fake, "hinge").item() == 0.0
+    with pytest.raises(ValueError):
+        losses.discriminator_loss(real, fake, "wgan")
+
+
+def test_config_file_with_command_line_override(tmp_path):
+    import argparse
+
+    from compressnet.train.cli import add_arguments, config_from_args
+
+    conf = tmp_path / "c.json"
+    conf.write_text(json.dumps({"data": "elsewhere", "steps": 77, "lr": 0.123, "arch": "swwae"}))
+    parser = argparse.ArgumentParser()
+    add_arguments(parser)
+    argv = ["photos", "--config", str(conf), "--lr", "0.5"]
+    cfg = config_from_args(parser.parse_args(argv), argv)
+    assert (cfg.data, cfg.steps, cfg.lr, cfg.arch) == ("photos", 77, 0.5, "swwae")
+    conf.write_text(json.dumps({"stepz": 1}))
+    with pytest.raises(ValueError, match="unknown options"):
+        config_from_args(parser.parse_args(argv), argv)

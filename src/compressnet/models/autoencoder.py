@@ -58,6 +58,7 @@ class DecoderOutput(NamedTuple):
 
 class ForwardOutput(NamedTuple):
     x_hat: Tensor
+    decoded_latent: Tensor  # y_hat as the decoder saw it (unsent channels zero)
     symbols: Tensor  # (B, C, h, w) int64, first ``keep`` channels meaningful
     latent_bits: Tensor  # (B,) code length of the sent latent
     switch_bits: Tensor  # (B,) code length of sent switches (SWWAE), else zeros
@@ -182,4 +183,4 @@ class CompressNetModel(nn.Module):
         if self.cfg.transmits_switches:
             for i, lv in enumerate(self.cfg.switch_levels):
                 switch_bits = switch_bits + self.entropy.switch_bits(i, enc.switches[lv])
-        return ForwardOutput(dec.x_hat, symbols, latent_bits, switch_bits, enc, dec)
+        return ForwardOutput(dec.x_hat, y_hat, symbols, latent_bits, switch_bits, enc, dec)

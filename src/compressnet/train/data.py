@@ -71,4 +71,4 @@ class CropDataset(torch.utils.data.Dataset):
         patch = arr[top:top + self.crop, left:left + self.crop]
         if rng.random() < 0.5:
             patch = patch[:, ::-1]
-        return torch.from_numpy(np.ascontiguousarray(patch)).permute(2, 0, 1).float() / 255.0
+        return torch.from_numpy(np.array(patch)).permute(2, 0, 1).float() / 255.0

@@ -49,11 +49,17 @@ class TrainConfig:
     lr_min: float = 2e-5
     warmup: int = 300
     lam: float = 300.0  # weight of MSE (images in [0, 1]) against bpp
+    msssim_weight: float = 0.0  # weight of (1 - MS-SSIM), in the same units as lam * MSE
+    target_bpp: float | None = None  # rate controller: rate weight x10 above it, x0.1 below (HiFiC)
     stacked_weight: float = 0.05
     switch_weight: float = 0.05
     adv_weight: float = 0.01
     fm_weight: float = 0.1
+    gan_loss: str = "ns"  # "ns" (non-saturating) or "hinge"
     disc_width: int = 32
+    disc_conditional: bool = False  # condition the discriminator on the latent (HiFiC)
+    perceptual_backbone: str | None = None  # torchvision AlexNet/VGG16 weights for a feature loss
+    perceptual_weight: float = 0.0
     min_keep: int = 2  # fewest latent channels sampled for channel truncation
     seed: int = 0
     device: str = "cpu"
@@ -172,7 +178,10 @@ def train(cfg: TrainConfig, resume: bool = True, progress: bool = True) -> Path:
 
     model_cfg = preset_config(cfg.arch, cfg.preset, **(cfg.preset_overrides or {}))
     model = CompressNetModel(model_cfg).to(device)
-    disc = PatchDiscriminator(cfg.disc_width).to(device)
+    disc = PatchDiscriminator(cfg.disc_width,
+                              model_cfg.latent_channels if cfg.disc_conditional else 0).to(device)
+    perceptual = losses.FeatureLoss(cfg.perceptual_backbone).to(device) \
+        if cfg.perceptual_backbone and cfg.perceptual_weight else None
     torch.manual_seed(seed)
     entropy_params = list(model.entropy.parameters())
     other = [p for n, p in model.named_parameters() if not n.startswith("entropy.")]
@@ -244,12 +253,19 @@ def train(cfg: TrainConfig, resume: bool = True, progress: bool = True) -> Path:
             with amp:
                 out = g_model(x, keep=keep)
                 terms = losses.generator_terms(x, out)
-                loss = (cfg.lam * terms.mse + terms.bpp + cfg.stacked_weight * terms.stacked
+                rate_weight = 1.0 if cfg.target_bpp is None else \
+                    (10.0 if terms.bpp.item() > cfg.target_bpp else 0.1)
+                loss = (cfg.lam * terms.mse + rate_weight * terms.bpp + cfg.stacked_weight * terms.stacked
                         + cfg.switch_weight * terms.switch_ce)
+                if cfg.msssim_weight:
+                    loss = loss + cfg.msssim_weight * (1 - losses.ms_ssim_loss(out.x_hat, x))
+                if perceptual is not None:
+                    loss = loss + cfg.perceptual_weight * perceptual(out.x_hat, x)
+                cond = out.decoded_latent if cfg.disc_conditional else None
                 if gan:  # the plain module: the discriminator's own gradients are not wanted here
-                    fake_logits, fake_feats = disc(out.x_hat)
+                    fake_logits, fake_feats = disc(out.x_hat, cond)
                     with torch.no_grad():
-                        _, real_feats = disc(x)
+                        _, real_feats = disc(x, cond)
                     loss = (loss + cfg.adv_weight * losses.generator_adversarial_loss(fake_logits)
                             + cfg.fm_weight * losses.feature_matching_loss(real_feats, fake_feats))
             blown_up = loss_ema is not None and step > 200 and loss.item() > 20 * loss_ema
@@ -266,9 +282,10 @@ def train(cfg: TrainConfig, resume: bool = True, progress: bool = True) -> Path:
             d_loss = None
             if gan:
                 with amp:  # one forward of real and fake together, as DDP wants
-                    logits, _ = d_model(torch.cat([x, out.x_hat.detach()]))
+                    cond2 = None if cond is None else torch.cat([cond, cond]).detach()
+                    logits, _ = d_model(torch.cat([x, out.x_hat.detach()]), cond2)
                     real_logits, fake_logits = logits.chunk(2)
-                    d_loss = losses.discriminator_loss(real_logits, fake_logits)
+                    d_loss = losses.discriminator_loss(real_logits, fake_logits, cfg.gan_loss)
                 opt_d.zero_grad(set_to_none=True)
                 d_loss.backward()
                 opt_d.step()
