@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import contextlib
 import math
+import threading
 from pathlib import Path
 from typing import NamedTuple
 
@@ -25,6 +27,21 @@ from compressnet.models.autoencoder import DOWNSAMPLING
 from compressnet.models.io import LoadedModel, load_weights
 
 DEFAULT_QUALITY = 2
+_THREADS_LOCK = threading.RLock()
+
+
+@contextlib.contextmanager
+def single_threaded():
+    """Run the network on one thread: PyTorch's CPU kernels may sum in another order with
+    more threads, and a last-bit difference can flip a rounded pixel or a predicted switch.
+    Decoded pixels must not depend on the caller's thread count (about 25% slower)."""
+    with _THREADS_LOCK:
+        before = torch.get_num_threads()
+        torch.set_num_threads(1)
+        try:
+            yield
+        finally:
+            torch.set_num_threads(before)
 
 
 class CodecError(ValueError):
@@ -90,7 +107,8 @@ class Codec:
         if h * w > MAX_PIXELS:
             raise ImageError(f"{w}x{h} is too large (limit {MAX_PIXELS:,} pixels)")
         x = pad_to_multiple(to_tensor(arr), DOWNSAMPLING)
-        _, symbols, enc = self.model.encode(x, keep)
+        with single_threaded():
+            _, symbols, enc = self.model.encode(x, keep)
         sym = symbols[0, :keep].numpy()
         switches = [enc.switches[lv][0].numpy() for lv in self.cfg.switch_levels] \
             if self.cfg.transmits_switches else []
@@ -147,7 +165,8 @@ class Codec:
         y_hat = torch.zeros(1, self.cfg.latent_channels, hp, wp)
         y_hat[0, :keep] = torch.from_numpy(symbols).float() - (self.cfg.levels - 1) // 2
         given = {lv: torch.from_numpy(s)[None] for lv, s in zip(self.cfg.switch_levels, switches)}
-        x_hat = self.model.decode(y_hat, given or None).x_hat
+        with single_threaded():
+            x_hat = self.model.decode(y_hat, given or None).x_hat
         return to_uint8(x_hat[..., : header.height, : header.width])
 
     def decompress(self, data: bytes) -> Image.Image:
@@ -159,10 +178,11 @@ class Codec:
         arr = as_rgb_array(image)
         h, w = arr.shape[:2]
         keep = self.channels_sent(quality)
-        y_hat, _, enc = self.model.encode(pad_to_multiple(to_tensor(arr), DOWNSAMPLING), keep)
-        given = {lv: enc.switches[lv] for lv in self.cfg.switch_levels} \
-            if self.cfg.transmits_switches else None
-        return to_uint8(self.model.decode(y_hat, given).x_hat[..., :h, :w])
+        with single_threaded():
+            y_hat, _, enc = self.model.encode(pad_to_multiple(to_tensor(arr), DOWNSAMPLING), keep)
+            given = {lv: enc.switches[lv] for lv in self.cfg.switch_levels} \
+                if self.cfg.transmits_switches else None
+            return to_uint8(self.model.decode(y_hat, given).x_hat[..., :h, :w])
 
 
 def _describe_id(model_id: int) -> str:

@@ -59,14 +59,17 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--qualities", nargs="+", type=int, help="channels sent per quality")
     parser.add_argument("-o", "--output", help="weights file to write (fp16 safetensors)")
     parser.add_argument("--sweep", metavar="FOLDER", help="print rate and PSNR for every k")
+    parser.add_argument("--meta", nargs="*", default=[], metavar="KEY=VALUE",
+                        help="facts for the model card (hardware=..., data=..., command=...)")
     args = parser.parse_args(argv)
     model = model_from_checkpoint(args.checkpoint, args.qualities)
     if args.sweep:
         sweep(model, args.sweep)
     if args.output:
         ckpt = torch.load(args.checkpoint, map_location="cpu", weights_only=False)
-        fp = export_weights(model, args.output, extra={"steps": str(ckpt["step"]),
-                                                       "train_seconds": f"{ckpt.get('elapsed', 0):.0f}"})
+        extra = dict(kv.split("=", 1) for kv in args.meta)
+        extra.update(steps=str(ckpt["step"]), train_seconds=f"{ckpt.get('elapsed', 0):.0f}")
+        fp = export_weights(model, args.output, extra=extra)
         print(f"wrote {args.output} (fingerprint {fp[:2].hex()}, qualities {model.cfg.qualities})")
     return 0
 
