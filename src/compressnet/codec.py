@@ -61,6 +61,13 @@ class EncodeResult(NamedTuple):
         return len(self.data) * 8 / (self.height * self.width)
 
 
+class _Analysis(NamedTuple):
+    height: int
+    width: int
+    symbols: np.ndarray  # (C, h, w) of all latent channels
+    switches: list[np.ndarray]  # SWWAE's sent switches, else empty
+
+
 class Codec:
     """A loaded model ready to compress and decompress. Build one with :func:`load`."""
 
@@ -99,25 +106,34 @@ class Codec:
         return bits / (height * width)
 
     @torch.inference_mode()
-    def encode(self, image: ImageLike, quality: int = DEFAULT_QUALITY) -> EncodeResult:
-        """Compress one image at ``quality``; also reports the estimated and fixed-length rates."""
-        keep = self.channels_sent(quality)
+    def _analyse(self, image: ImageLike) -> _Analysis:
+        """Run the encoder once: symbols of all latent channels (a quality sends a prefix)."""
         arr = as_rgb_array(image)
         h, w = arr.shape[:2]
         if h * w > MAX_PIXELS:
             raise ImageError(f"{w}x{h} is too large (limit {MAX_PIXELS:,} pixels)")
         x = pad_to_multiple(to_tensor(arr), DOWNSAMPLING)
         with single_threaded():
-            _, symbols, enc = self.model.encode(x, keep)
-        sym = symbols[0, :keep].numpy()
+            _, symbols, enc = self.model.encode(x, self.cfg.latent_channels)
         switches = [enc.switches[lv][0].numpy() for lv in self.cfg.switch_levels] \
             if self.cfg.transmits_switches else []
+        return _Analysis(h, w, symbols[0].numpy(), switches)
+
+    def _pack(self, analysis: _Analysis, quality: int) -> EncodeResult:
+        keep = self.channels_sent(quality)
+        sym, switches, switch_tables = analysis.symbols[:keep], analysis.switches, self._switch_tables()
         tables = self.tables["latent"][:keep]
-        payload = coder.encode(sym, tables, switches, self._switch_tables())
-        est = coder.latent_bits(sym, tables) + coder.switch_bits(switches, self._switch_tables())
+        payload = coder.encode(sym, tables, switches, switch_tables)
+        est = coder.latent_bits(sym, tables) + coder.switch_bits(switches, switch_tables)
+        h, w = analysis.height, analysis.width
         header = bitstream.Header(self.model_id, self.fingerprint, quality, h, w)
         return EncodeResult(bitstream.pack(header, payload), quality, h, w, est,
                             self.fixed_length_bpp(quality, h, w))
+
+    def encode(self, image: ImageLike, quality: int = DEFAULT_QUALITY) -> EncodeResult:
+        """Compress one image at ``quality``; also reports the estimated and fixed-length rates."""
+        self.channels_sent(quality)  # a bad quality fails before the network runs
+        return self._pack(self._analyse(image), quality)
 
     def compress(self, image: ImageLike, quality: int | None = None,
                  target_bpp: float | None = None) -> bytes:
@@ -127,10 +143,11 @@ class Codec:
         return self.encode(image, quality or DEFAULT_QUALITY).data
 
     def encode_to_target(self, image: ImageLike, target_bpp: float) -> EncodeResult:
-        arr = as_rgb_array(image)
+        """The highest quality whose file fits ``target_bpp``; the encoder runs once."""
+        analysis = self._analyse(image)
         result = None
         for quality in reversed(self.qualities):
-            result = self.encode(arr, quality)
+            result = self._pack(analysis, quality)
             if result.bpp <= target_bpp:
                 return result
         raise CodecError(f"even the lowest quality needs {result.bpp:.4f} bpp, above the target "
