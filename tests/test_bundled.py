@@ -7,6 +7,7 @@ from importlib import resources
 from pathlib import Path
 
 import numpy as np
+import pytest
 
 import compressnet
 from compressnet import cli, zoo
@@ -24,6 +25,26 @@ def test_default_model_is_bundled_and_round_trips():
     for q in codec.qualities:
         data = codec.compress(crop, quality=q)
         np.testing.assert_array_equal(codec.decompress_array(data), codec.reconstruct(crop, q))
+
+
+@pytest.mark.parametrize("name", ["sae", "swwae"])
+def test_bundled_sae_and_swwae_round_trip(name):
+    codec = compressnet.load(name)
+    crop = open_image(SAMPLE)[:64, :96]
+    for q in (1, len(codec.qualities)):
+        data = codec.compress(crop, quality=q)
+        np.testing.assert_array_equal(codec.decompress_array(data), codec.reconstruct(crop, q))
+
+
+@pytest.mark.parametrize("name", ["sae-spn", "sae", "swwae"])
+def test_shipped_kodak_results_belong_to_the_shipped_weights(name):
+    """The card's results must cover exactly the weights' ladder (a stale file would not)."""
+    codec = compressnet.load(name)
+    results = zoo.kodak_results(zoo.lookup(name))
+    assert results is not None and sorted(results) == list(codec.qualities)
+    rates = [results[q][0] for q in codec.qualities]
+    assert rates == sorted(rates)
+    assert 1 <= codec.default_quality <= len(codec.qualities)
 
 
 def test_default_model_reconstructs_the_sample_recognisably():

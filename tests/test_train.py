@@ -127,3 +127,47 @@ def test_config_file_with_command_line_override(tmp_path):
     conf.write_text(json.dumps({"stepz": 1}))
     with pytest.raises(ValueError, match="unknown options"):
         config_from_args(parser.parse_args(argv), argv)
+
+
+def test_time_budget_plans_steps_and_keeps_gan_share(monkeypatch):
+    """With 0.1 s plain steps and 0.15 s GAN steps, a 100 s budget fits about 870 steps."""
+    from compressnet.train import loop
+
+    clock = [0.0]
+    monkeypatch.setattr(loop.time, "time", lambda: clock[0])
+    cfg = TrainConfig(data="-", steps=10_000, gan_start=7_000)  # the GAN phase: 30%
+    plan = loop._Planner(cfg, 0, deadline=100.0)
+    step = 0
+    while step < cfg.steps:
+        clock[0] += 0.15 if step >= cfg.gan_start else 0.1
+        step += 1
+        cfg = plan.after_step(step, cfg)
+    assert clock[0] <= 100.0 + 0.15
+    assert 800 <= step <= 900  # (step + left) / (1 + 0.5 * 0.3): about 870
+    assert abs(cfg.gan_start / step - 0.7) < 0.05
+
+    clock[0] = 0.0  # a run with no GAN phase (gan_start beyond steps) fills the budget too
+    cfg = TrainConfig(data="-", steps=10_000, gan_start=100_000)
+    plan = loop._Planner(cfg, 0, deadline=100.0)
+    step = 0
+    while step < cfg.steps:
+        clock[0] += 0.1
+        step += 1
+        cfg = plan.after_step(step, cfg)
+    assert 950 <= step <= 1000 and cfg.gan_start >= step
+
+
+def test_slim_checkpoint_resumes_and_exports(photo_folder, tmp_path):
+    from compressnet.train.export import main as export_main
+
+    out = tmp_path / "run"
+    train(_cfg(photo_folder, out, 2), progress=False)
+    slim = tmp_path / "slim.pt"
+    assert export_main([str(out / "ckpt.pt"), "--slim", str(slim)]) == 0
+    assert slim.stat().st_size < (out / "ckpt.pt").stat().st_size / 2
+    moved = tmp_path / "moved"
+    moved.mkdir()
+    slim.rename(moved / "ckpt.pt")
+    train(_cfg(photo_folder, moved, 3), progress=False)  # restarts the optimisers, keeps the step
+    steps = [json.loads(line)["step"] for line in (moved / "log.jsonl").read_text().splitlines()]
+    assert steps and min(steps) == 3

@@ -14,7 +14,7 @@ from pathlib import Path
 import numpy as np
 
 from compressnet import bitstream, zoo
-from compressnet.codec import DEFAULT_QUALITY, Codec, CodecError, load, load_for_header
+from compressnet.codec import Codec, CodecError, load, load_for_header
 from compressnet.image import ImageError, open_image
 from compressnet.io_utils import png_bytes, write_atomic
 from compressnet.metrics import psnr
@@ -44,7 +44,7 @@ def cmd_compress(args: argparse.Namespace) -> int:
         if args.target_bpp is not None:
             result = codec.encode_to_target(pixels, args.target_bpp)
         else:
-            result = codec.encode(pixels, args.quality or DEFAULT_QUALITY)
+            result = codec.encode(pixels, args.quality)
         write_atomic(dst, result.data, force=args.force)
         print(f"{src} -> {dst}: {len(result.data)} bytes, {result.bpp:.4f} bpp, "
               f"{codec.name} q{result.quality}")
@@ -120,7 +120,7 @@ def cmd_demo(args: argparse.Namespace) -> int:
     sample = Path(str(resources.files("compressnet") / "samples" / "kodim23.png"))
     codec = load(args.model)
     pixels = open_image(sample)
-    result = codec.encode(pixels, args.quality or DEFAULT_QUALITY)
+    result = codec.encode(pixels, args.quality)
     out_dir = Path(args.out_dir)
     cnet = write_atomic(out_dir / "kodim23.cnet", result.data, force=args.force)
     decoded = codec.decompress_array(cnet.read_bytes())
@@ -232,7 +232,8 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--out-dir", help="folder for the outputs (default: beside each input)")
     p.add_argument("--model", default=zoo.DEFAULT_MODEL, help="bundled model name or weights file path")
     q = p.add_mutually_exclusive_group()
-    q.add_argument("--quality", "-q", type=int, help=f"1 (lowest rate) upward; default {DEFAULT_QUALITY}")
+    q.add_argument("--quality", "-q", type=int,
+                   help="1 (lowest rate) upward; default: the middle of the model's ladder")
     q.add_argument("--target-bpp", type=float, help="highest quality whose file fits this rate")
     p.add_argument("--force", action="store_true", help="overwrite existing outputs")
     p.set_defaults(func=cmd_compress)

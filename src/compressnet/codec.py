@@ -26,7 +26,6 @@ from compressnet.image import (
 from compressnet.models.autoencoder import DOWNSAMPLING
 from compressnet.models.io import LoadedModel, load_weights
 
-DEFAULT_QUALITY = 2
 _THREADS_LOCK = threading.RLock()
 
 
@@ -130,8 +129,15 @@ class Codec:
         return EncodeResult(bitstream.pack(header, payload), quality, h, w, est,
                             self.fixed_length_bpp(quality, h, w))
 
-    def encode(self, image: ImageLike, quality: int = DEFAULT_QUALITY) -> EncodeResult:
-        """Compress one image at ``quality``; also reports the estimated and fixed-length rates."""
+    @property
+    def default_quality(self) -> int:
+        """The middle of the model's ladder (about 0.05 bpp for the bundled lite models)."""
+        return (len(self.cfg.qualities) + 1) // 2
+
+    def encode(self, image: ImageLike, quality: int | None = None) -> EncodeResult:
+        """Compress one image at ``quality`` (default: :attr:`default_quality`); also reports
+        the estimated and fixed-length rates."""
+        quality = quality or self.default_quality
         self.channels_sent(quality)  # a bad quality fails before the network runs
         return self._pack(self._analyse(image), quality)
 
@@ -140,7 +146,7 @@ class Codec:
         """``.cnet`` bytes of ``image``; with ``target_bpp``, the highest quality that fits."""
         if target_bpp is not None:
             return self.encode_to_target(image, target_bpp).data
-        return self.encode(image, quality or DEFAULT_QUALITY).data
+        return self.encode(image, quality).data
 
     def encode_to_target(self, image: ImageLike, target_bpp: float) -> EncodeResult:
         """The highest quality whose file fits ``target_bpp``; the encoder runs once."""
@@ -190,8 +196,9 @@ class Codec:
         return Image.fromarray(self.decompress_array(data))
 
     @torch.inference_mode()
-    def reconstruct(self, image: ImageLike, quality: int = DEFAULT_QUALITY) -> np.ndarray:
+    def reconstruct(self, image: ImageLike, quality: int | None = None) -> np.ndarray:
         """The model's own forward pass (no entropy coding): what decoding must reproduce."""
+        quality = quality or self.default_quality
         arr = as_rgb_array(image)
         h, w = arr.shape[:2]
         keep = self.channels_sent(quality)

@@ -75,6 +75,7 @@ def create_app(model: str = zoo.DEFAULT_MODEL, max_upload: int = DEFAULT_MAX_UPL
     @app.get("/api/models", summary="The model in use and the bundled models")
     def models() -> dict:
         return {"default": codec.name, "qualities": list(codec.qualities),
+                "default_quality": codec.default_quality,
                 "channels": [codec.channels_sent(q) for q in codec.qualities],
                 "bundled": [e.name for e in zoo.REGISTRY if zoo.is_bundled(e)],
                 "limits": {"max_upload_bytes": max_upload, "max_pixels": max_pixels}}

@@ -10,7 +10,7 @@ import numpy as np
 from PIL import Image
 
 from compressnet import bitstream
-from compressnet.codec import DEFAULT_QUALITY, Codec, CodecError, load_for_header
+from compressnet.codec import Codec, CodecError, load_for_header
 from compressnet.evaluate import classical
 from compressnet.image import ImageError, decode_image_bytes
 from compressnet.metrics import ms_ssim, psnr
@@ -53,7 +53,7 @@ def compress_upload(codec: Codec, data: bytes, name: str, quality: int | None, t
     progress(0.15, f"compressing with {codec.name}")
     try:
         result = codec.encode_to_target(pixels, target_bpp) if target_bpp else \
-            codec.encode(pixels, quality or DEFAULT_QUALITY)
+            codec.encode(pixels, quality)
     except CodecError as exc:
         raise UploadError(str(exc)) from None
     progress(0.45, "decoding")

@@ -69,6 +69,12 @@ class TrainConfig:
     ckpt_every: int = 500
     val_every: int = 1000
     preset_overrides: dict | None = None
+    time_budget: float | None = None  # minutes: re-plan `steps` (same GAN fraction) to end in time
+
+
+PLAN_SKIP = 20  # first steps of a phase are not timed (cuDNN autotuning, warm caches)
+PLAN_EVERY = 100  # steps between re-plans of a time-budgeted run
+GAN_STEP_COST = 1.5  # time of a GAN step (discriminator too) against a plain one, until timed
 
 
 def _lr(cfg: TrainConfig, step: int) -> float:
@@ -118,6 +124,39 @@ def validate(model: CompressNetModel, images: list[torch.Tensor], keeps: list[in
     return out
 
 
+class _Planner:
+    """Fits a run into a wall-clock budget (``--time-budget``).
+
+    It times the steps of the current phase (after ``PLAN_SKIP`` untimed ones) and every
+    ``PLAN_EVERY`` steps sets ``steps`` so that the run ends at the deadline, keeping the
+    GAN phase's share of the run; at the deadline the run ends where it is.
+    """
+
+    def __init__(self, cfg: TrainConfig, step: int, deadline: float) -> None:
+        self.deadline = deadline
+        self.gan_share = min(1.0, max(0.0, 1 - cfg.gan_start / cfg.steps))  # 0: no GAN phase
+        self.mark: tuple[int, float] | None = None
+        self.start = step
+
+    def after_step(self, step: int, cfg: TrainConfig) -> TrainConfig:
+        now = time.time()
+        if now >= self.deadline:
+            return dataclasses.replace(cfg, steps=step, gan_start=min(cfg.gan_start, step))
+        if step in (self.start + PLAN_SKIP, cfg.gan_start + PLAN_SKIP):  # a phase settles
+            self.mark = (step, now)
+            return cfg
+        if self.mark is None or (step - self.mark[0]) % PLAN_EVERY:
+            return cfg
+        per_step = (now - self.mark[1]) / (step - self.mark[0])
+        left = int(0.98 * (self.deadline - now) / per_step)  # plain steps that still fit
+        if step >= cfg.gan_start:
+            return dataclasses.replace(cfg, steps=step + left)
+        # (steps - step) plain steps before the GAN phase, share * steps GAN steps after it
+        total = int((step + left) / (1 + (GAN_STEP_COST - 1) * self.gan_share))
+        gan_start = max(step + 1, round(total * (1 - self.gan_share)))
+        return dataclasses.replace(cfg, steps=max(total, gan_start), gan_start=gan_start)
+
+
 class _Dist(NamedTuple):
     rank: int
     world: int
@@ -152,6 +191,15 @@ def _any_rank(flag: bool, ddp: _Dist, device: torch.device) -> bool:
     return bool(t.item())
 
 
+def _same_on_all_ranks(cfg: TrainConfig, ddp: _Dist, device: torch.device) -> TrainConfig:
+    """Rank 0's plan for everyone: ranks time their steps differently."""
+    if ddp.world == 1:
+        return cfg
+    t = torch.tensor([cfg.steps, cfg.gan_start], device=device)
+    dist.broadcast(t, 0)
+    return dataclasses.replace(cfg, steps=int(t[0]), gan_start=int(t[1]))
+
+
 def _parameter_digest(module: nn.Module) -> str:
     digest = hashlib.sha256()
     for name, t in sorted(module.state_dict().items()):
@@ -167,6 +215,9 @@ def train(cfg: TrainConfig, resume: bool = True, progress: bool = True) -> Path:
     draws its own crops, gradients are averaged, rank 0 logs and saves.
     """
     ddp, device = _setup_distributed(cfg)
+    deadline = time.time() + 60 * cfg.time_budget if cfg.time_budget else None
+    if device.type == "cuda":  # fixed crop size: let cuDNN pick the fastest kernels
+        torch.backends.cudnn.benchmark = True
     out_dir = Path(cfg.out)
     out_dir.mkdir(parents=True, exist_ok=True)
     if cfg.threads:
@@ -193,12 +244,13 @@ def train(cfg: TrainConfig, resume: bool = True, progress: bool = True) -> Path:
         ckpt = torch.load(ckpt_path, map_location=device, weights_only=False)
         model.load_state_dict(ckpt["model"])
         disc.load_state_dict(ckpt["disc"])
-        opt_g.load_state_dict(ckpt["opt_g"])
-        opt_d.load_state_dict(ckpt["opt_d"])
+        if "opt_g" in ckpt:  # a slim checkpoint (export --slim) restarts the optimisers
+            opt_g.load_state_dict(ckpt["opt_g"])
+            opt_d.load_state_dict(ckpt["opt_d"])
         step = ckpt["step"]
         elapsed = ckpt.get("elapsed", 0.0)
-        if ddp.main:
-            torch.set_rng_state(ckpt["rng_torch"])
+        if ddp.main and "rng_torch" in ckpt:
+            torch.set_rng_state(ckpt["rng_torch"].cpu())
             np.random.set_state(ckpt["rng_numpy"])
             random.setstate(ckpt["rng_python"])
             _truncate_log(out_dir / "log.jsonl", step)
@@ -240,6 +292,7 @@ def train(cfg: TrainConfig, resume: bool = True, progress: bool = True) -> Path:
     model.train()
     t0 = time.time() - elapsed  # wall-clock counts across resumes
     loss_ema: float | None = None
+    plan = _Planner(cfg, step, deadline) if deadline else None
     while step < cfg.steps:
         for x in loader:
             if step >= cfg.steps:
@@ -291,6 +344,13 @@ def train(cfg: TrainConfig, resume: bool = True, progress: bool = True) -> Path:
                 opt_d.step()
             step += 1
             bar.update(1)
+            if plan is not None:
+                new = _same_on_all_ranks(plan.after_step(step, cfg), ddp, device)
+                if new != cfg:
+                    cfg = new
+                    bar.total = cfg.steps
+                    log.write(json.dumps({"step": step, "planned_steps": cfg.steps,
+                                          "gan_start": cfg.gan_start}) + "\n")
             if step % cfg.log_every == 0:
                 rec = {"step": step, "time": round(time.time() - t0, 1), "lr": lr, "keep": keep,
                        "loss": loss.item(), "mse": terms.mse.item(),

@@ -1,0 +1,43 @@
+"""Pack a folder of training photos into a smaller copy (JPEG, 4:4:4) to carry to a GPU
+machine: long sides above ``--max-side`` are downscaled, everything is re-encoded once at
+high quality. The artefacts of quality 93 are far below what a 0.05 bpp model reproduces.
+
+    python scripts/pack_training_data.py ../shared/data/train .gpu/train --max-side 1280
+"""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+from PIL import Image
+
+from compressnet.image import to_rgb_array
+from compressnet.train.data import find_images
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("src")
+    parser.add_argument("dst")
+    parser.add_argument("--max-side", type=int, default=1280)
+    parser.add_argument("--format", default=".jpg", choices=[".jpg", ".webp"])
+    parser.add_argument("--quality", type=int, default=90)
+    parser.add_argument("--subsampling", type=int, default=0, help="0 = 4:4:4, 2 = 4:2:0")
+    args = parser.parse_args()
+    src, dst = Path(args.src), Path(args.dst)
+    total = 0
+    for path in find_images(src):
+        with Image.open(path) as im:
+            im = Image.fromarray(to_rgb_array(im))
+        if max(im.size) > args.max_side:
+            im.thumbnail((args.max_side, args.max_side), Image.LANCZOS)
+        out = dst / path.relative_to(src).with_suffix(args.format)
+        out.parent.mkdir(parents=True, exist_ok=True)
+        im.save(out, quality=args.quality, subsampling=args.subsampling)
+        total += out.stat().st_size
+    print(f"{total / 2**20:.1f} MiB in {dst}")
+
+
+if __name__ == "__main__":
+    main()
