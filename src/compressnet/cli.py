@@ -6,6 +6,7 @@ Every error ends as one line on stderr (``compressnet: error: ...``) and exit 1.
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 import warnings
 from importlib import resources
@@ -328,6 +329,9 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("compressnet: interrupted", file=sys.stderr)
         return 130
+    except BrokenPipeError:  # `compressnet models | head`: the reader left; not an error
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 0
     except (CodecError, ImageError, bitstream.BitstreamError, OSError, ValueError, KeyError) as exc:
         message = exc.args[0] if isinstance(exc, KeyError) and exc.args else str(exc)
         print(f"compressnet: error: {message}", file=sys.stderr)
