@@ -80,6 +80,8 @@ def main(argv: list[str] | None = None) -> int:
     if args.slim:
         write_slim(args.checkpoint, args.slim)
         print(f"wrote {args.slim}")
+        if not (args.sweep or args.output):
+            return 0
     model = model_from_checkpoint(args.checkpoint, args.qualities)
     if args.sweep:
         sweep(model, args.sweep)

@@ -249,11 +249,12 @@ def train(cfg: TrainConfig, resume: bool = True, progress: bool = True) -> Path:
             opt_d.load_state_dict(ckpt["opt_d"])
         step = ckpt["step"]
         elapsed = ckpt.get("elapsed", 0.0)
-        if ddp.main and "rng_torch" in ckpt:
+        if ddp.main:
+            _truncate_log(out_dir / "log.jsonl", step)
+        if ddp.main and "rng_torch" in ckpt:  # a slim checkpoint carries no RNG state
             torch.set_rng_state(ckpt["rng_torch"].cpu())
             np.random.set_state(ckpt["rng_numpy"])
             random.setstate(ckpt["rng_python"])
-            _truncate_log(out_dir / "log.jsonl", step)
     if ddp.main:
         (out_dir / "config.json").write_text(json.dumps(dataclasses.asdict(cfg), indent=2))
     g_model: nn.Module = model
