@@ -10,6 +10,7 @@ Kodak images through real file bytes (``weights/<name>.kodak.json``); regenerate
 from __future__ import annotations
 
 import json
+import math
 import sys
 
 from compressnet import zoo
@@ -24,7 +25,7 @@ def main() -> int:
     print("|---|---|---|---|---|---|---|---|")
     for name in MODELS:
         codec = load(name)
-        path = zoo.weights_dir() / f"{codec.name}.kodak.json"
+        path = zoo.kodak_results_path(codec.name)
         if not path.is_file():
             print(f"{codec.name}: no Kodak results; run the card command first", file=sys.stderr)
             return 1
@@ -34,7 +35,7 @@ def main() -> int:
         for i, q in enumerate(r["quality"]):
             acc = r["switch-accuracy"][i]
             acc_text = "sent" if codec.cfg.transmits_switches else (
-                f"{100 * acc:.1f}%" if acc == acc and codec.cfg.switch_levels else "-")
+                f"{100 * acc:.1f}%" if codec.cfg.switch_levels and not math.isnan(acc) else "-")
             print(f"| {codec.name} | {steps} steps, {minutes:.0f} min "
                   f"| {codec.cfg.qualities[q - 1]} | {r['bpp'][i]:.4f} | {r['fixed-length-bpp'][i]:.4f} "
                   f"| {r['psnr-rgb'][i]:.2f} | {r['ms-ssim-rgb'][i]:.4f} | {acc_text} |")

@@ -68,12 +68,17 @@ def by_id(model_id: int) -> ZooEntry:
     raise KeyError(f"unknown model id {model_id}")
 
 
+def kodak_results_path(name: str) -> Path:
+    """Where the model card leaves a bundled model's Kodak results (CompressAI-format JSON)."""
+    return weights_dir() / f"{name}.kodak.json"
+
+
 def kodak_results(entry: ZooEntry) -> dict[int, tuple[float, float, float]] | None:
     """Measured Kodak means per quality (bpp, PSNR, MS-SSIM), shipped beside the weights.
 
     Written by ``python -m compressnet.evaluate.card`` into ``weights/<name>.kodak.json``.
     """
-    path = weights_dir() / f"{entry.name}.kodak.json"
+    path = kodak_results_path(entry.name)
     if not path.is_file():
         return None
     r = json.loads(path.read_text())["results"]

@@ -56,7 +56,7 @@ def main(argv: list[str] | None = None) -> int:
                                          description=f"{codec.name} on {args.data}, real file bytes")
     summary = learned.summarize(results)
     if args.ship:
-        shutil.copyfile(json_path, zoo.weights_dir() / f"{codec.name}.kodak.json")
+        shutil.copyfile(json_path, zoo.kodak_results_path(codec.name))
     crops = [side_by_side(codec, Path(args.data) / name, list(codec.qualities),
                           out / f"{codec.name}-{Path(name).stem}.png")
              for name in CROP_IMAGES if (Path(args.data) / name).is_file()]
