@@ -4,6 +4,9 @@
 # Made for a lent machine with no network: data and wheels travel in .gpu/ (see
 # scripts/pack_training_data.py). Options through the environment:
 #   BUDGET (minutes, default 7.5)  DEVICE (cuda)  DATA (.gpu/train)  CROP (256)  BATCH (16)
+#   STEPS (6000)  GAN_START (4200)  LR (4e-4)  EMA (0: off; e.g. 0.999)  ARCHS (sae-spn sae swwae)
+# To continue earlier runs, put their slim checkpoints (export --slim) in .gpu/resume/ARCH.pt and
+# set STEPS/GAN_START beyond their step: the optimisers restart with a fresh warm-up.
 set -u
 OUT=${OUT:-out}
 mkdir -p "$OUT" runs
@@ -18,9 +21,13 @@ DEVICE=${DEVICE:-cuda}
 python3 -c "import torch; print('torch', torch.__version__)"
 ARCHS=${ARCHS:-sae-spn sae swwae}
 for arch in $ARCHS; do
+  if [ -f ".gpu/resume/$arch.pt" ] && [ ! -f "runs/gpu-$arch/ckpt.pt" ]; then
+    mkdir -p "runs/gpu-$arch" && cp ".gpu/resume/$arch.pt" "runs/gpu-$arch/ckpt.pt"
+  fi
   python3 -m compressnet.train "${DATA:-.gpu/train}" --out "runs/gpu-$arch" --arch "$arch" \
-    --device "$DEVICE" --crop "${CROP:-256}" --batch "${BATCH:-16}" --steps 6000 --gan-start 4200 \
-    --time-budget "${BUDGET:-7.5}" --lr 4e-4 --min-keep 3 --lam 200 --msssim-weight 10 \
+    --device "$DEVICE" --crop "${CROP:-256}" --batch "${BATCH:-16}" --steps "${STEPS:-6000}" \
+    --gan-start "${GAN_START:-4200}" --time-budget "${BUDGET:-7.5}" --lr "${LR:-4e-4}" \
+    --ema "${EMA:-0}" --min-keep 3 --lam 200 --msssim-weight 10 \
     --val-every 1000 --ckpt-every 1000 --log-every 50 --threads 4 --no-progress \
     > "runs/gpu-$arch.out" 2>&1 &
 done

@@ -25,8 +25,9 @@ def photo_folder(tmp_path):
 
 
 def _cfg(data, out, steps, **kw):
-    return TrainConfig(data=str(data), out=str(out), preset="tiny", crop=32, batch=2, steps=steps,
-                       gan_start=2, warmup=1, log_every=1, ckpt_every=2, val_every=2, **kw)
+    options = dict(preset="tiny", crop=32, batch=2, gan_start=2, warmup=1, log_every=1,
+                   ckpt_every=2, val_every=2) | kw
+    return TrainConfig(data=str(data), out=str(out), steps=steps, **options)
 
 
 def test_train_resume_and_compress(photo_folder, tmp_path):
@@ -171,3 +172,34 @@ def test_slim_checkpoint_resumes_and_exports(photo_folder, tmp_path):
     train(_cfg(photo_folder, moved, 3), progress=False)  # restarts the optimisers, keeps the step
     steps = [json.loads(line)["step"] for line in (moved / "log.jsonl").read_text().splitlines()]
     assert steps and min(steps) == 3
+
+
+def test_learning_rate_warms_up_again_after_the_optimisers_restart():
+    from compressnet.train.loop import _lr
+
+    cfg = TrainConfig(data="-", steps=1000, warmup=100, lr=1e-3, lr_min=1e-5)
+    assert _lr(cfg, 0) == pytest.approx(1e-5)
+    assert _lr(cfg, 99) == pytest.approx(1e-3)
+    assert _lr(cfg, 600, start=600) == pytest.approx(1e-5)  # a slim resume at step 600
+    assert _lr(cfg, 699, start=600) == pytest.approx(1e-3)
+    assert _lr(cfg, 1000, start=600) == pytest.approx(1e-5)
+
+
+def test_moving_average_is_exported_and_survives_resume(photo_folder, tmp_path):
+    import torch
+    from safetensors.torch import load_file
+
+    from compressnet.train.export import model_from_checkpoint
+
+    out = tmp_path / "run"
+    train(_cfg(photo_folder, out, 4, ema=0.5, gan_start=100), progress=False)
+    ckpt = torch.load(out / "ckpt.pt", weights_only=False)
+    assert ckpt["ema_count"] == 4
+    name = "decoder.to_rgb.weight"
+    assert not torch.equal(ckpt["ema"][name], ckpt["model"][name])
+    shipped = load_file(out / "model.safetensors")
+    assert torch.allclose(shipped[name].float(), ckpt["ema"][name], atol=1e-3)
+    exported = model_from_checkpoint(out / "ckpt.pt").state_dict()
+    assert torch.equal(exported[name], ckpt["ema"][name])
+    train(_cfg(photo_folder, out, 6, ema=0.5, gan_start=100), progress=False)
+    assert torch.load(out / "ckpt.pt", weights_only=False)["ema_count"] == 6  # not restarted

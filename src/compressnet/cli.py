@@ -43,9 +43,9 @@ def cmd_compress(args: argparse.Namespace) -> int:
     for src, dst in zip(args.inputs, outputs):
         pixels = open_image(src)
         if args.target_bpp is not None:
-            result = codec.encode_to_target(pixels, args.target_bpp)
+            result = codec.encode_to_target(pixels, args.target_bpp, args.refine)
         else:
-            result = codec.encode(pixels, args.quality)
+            result = codec.encode(pixels, args.quality, args.refine)
         write_atomic(dst, result.data, force=args.force)
         print(f"{src} -> {dst}: {len(result.data)} bytes, {result.bpp:.4f} bpp, "
               f"{codec.name} q{result.quality}")
@@ -149,7 +149,8 @@ def cmd_eval(args: argparse.Namespace) -> int:
     items = []
     for codec in codecs:
         items += compare.run_learned(codec, files, args.qualities or list(codec.qualities), cache,
-                                     progress=not args.no_progress, scorer_paths=scorer_paths)
+                                     progress=not args.no_progress, scorer_paths=scorer_paths,
+                                     refine=args.refine)
     notes = [classical.BPG_NOTE]
     names = []
     for name in args.codecs:
@@ -236,6 +237,10 @@ def build_parser() -> argparse.ArgumentParser:
     q.add_argument("--quality", "-q", type=int,
                    help="1 (lowest rate) upward; default: the middle of the model's ladder")
     q.add_argument("--target-bpp", type=float, help="highest quality whose file fits this rate")
+    p.add_argument("--refine", type=int, default=0, metavar="STEPS",
+                   help="search STEPS optimisation steps for a better latent per image: better "
+                        "at about the same rate, any reader decodes it; each step costs about "
+                        "one encode+decode (try 10)")
     p.add_argument("--force", action="store_true", help="overwrite existing outputs")
     p.set_defaults(func=cmd_compress)
 
@@ -270,6 +275,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--models", nargs="*", default=[zoo.DEFAULT_MODEL],
                    help="bundled model names or weights file paths")
     p.add_argument("--qualities", nargs="+", type=int, help="model qualities (default: all)")
+    p.add_argument("--refine", type=int, default=0, metavar="STEPS",
+                   help="encode the models with latent refinement (see compress --refine)")
     p.add_argument("--codecs", nargs="*", default=list(CODECS), choices=list(CODECS),
                    help="classical codecs (default: all)")
     p.add_argument("--target-bpp", nargs="+", type=float, default=list(DEFAULT_TARGETS),

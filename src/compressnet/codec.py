@@ -25,6 +25,7 @@ from compressnet.image import (
 )
 from compressnet.models.autoencoder import DOWNSAMPLING
 from compressnet.models.io import LoadedModel, load_weights
+from compressnet.models.refine import refine_latent
 
 _THREADS_LOCK = threading.RLock()
 
@@ -104,18 +105,28 @@ class Codec:
         bits += sum(2 * c * h * w for c, h, w in self._switch_shapes(hp, wp))
         return bits / (height * width)
 
-    @torch.inference_mode()
-    def _analyse(self, image: ImageLike) -> _Analysis:
-        """Run the encoder once: symbols of all latent channels (a quality sends a prefix)."""
+    def _analyse(self, image: ImageLike, refine: int = 0, quality: int | None = None) -> _Analysis:
+        """Run the encoder once: symbols of all latent channels (a quality sends a prefix).
+
+        With ``refine`` steps, the latent sent at ``quality`` is then searched for per image
+        (:mod:`compressnet.models.refine`): slower, better at about the same rate.
+        """
         arr = as_rgb_array(image)
         h, w = arr.shape[:2]
         if h * w > MAX_PIXELS:
             raise ImageError(f"{w}x{h} is too large (limit {MAX_PIXELS:,} pixels)")
+        if refine < 0:
+            raise CodecError(f"refine takes a number of steps (0 or more), not {refine}")
         x = pad_to_multiple(to_tensor(arr), DOWNSAMPLING)
-        with single_threaded():
+        with single_threaded(), torch.no_grad():
             _, symbols, enc = self.model.encode(x, self.cfg.latent_channels)
-        switches = [enc.switches[lv][0].numpy() for lv in self.cfg.switch_levels] \
-            if self.cfg.transmits_switches else []
+        given = {lv: enc.switches[lv] for lv in self.cfg.switch_levels} \
+            if self.cfg.transmits_switches else None
+        if refine:
+            keep = self.channels_sent(quality or self.default_quality)
+            with single_threaded():
+                symbols = refine_latent(self.model, x, enc.y, keep, refine, given, (h, w))
+        switches = [s[0].numpy() for s in given.values()] if given else []
         return _Analysis(h, w, symbols[0].numpy(), switches)
 
     def _pack(self, analysis: _Analysis, quality: int) -> EncodeResult:
@@ -134,28 +145,34 @@ class Codec:
         """The middle of the model's ladder (about 0.05 bpp for the bundled lite models)."""
         return (len(self.cfg.qualities) + 1) // 2
 
-    def encode(self, image: ImageLike, quality: int | None = None) -> EncodeResult:
-        """Compress one image at ``quality`` (default: :attr:`default_quality`); also reports
-        the estimated and fixed-length rates."""
+    def encode(self, image: ImageLike, quality: int | None = None, refine: int = 0) -> EncodeResult:
+        """Compress one image at ``quality`` (default: :attr:`default_quality`), searching
+        ``refine`` steps for a better latent; also reports the estimated and fixed-length rates."""
         quality = quality or self.default_quality
         self.channels_sent(quality)  # a bad quality fails before the network runs
-        return self._pack(self._analyse(image), quality)
+        return self._pack(self._analyse(image, refine, quality), quality)
 
     def compress(self, image: ImageLike, quality: int | None = None,
-                 target_bpp: float | None = None) -> bytes:
+                 target_bpp: float | None = None, refine: int = 0) -> bytes:
         """``.cnet`` bytes of ``image``; with ``target_bpp``, the highest quality that fits."""
         if target_bpp is not None:
-            return self.encode_to_target(image, target_bpp).data
-        return self.encode(image, quality).data
+            return self.encode_to_target(image, target_bpp, refine).data
+        return self.encode(image, quality, refine).data
 
-    def encode_to_target(self, image: ImageLike, target_bpp: float) -> EncodeResult:
-        """The highest quality whose file fits ``target_bpp``; the encoder runs once."""
+    def encode_to_target(self, image: ImageLike, target_bpp: float, refine: int = 0) -> EncodeResult:
+        """The highest quality whose file fits ``target_bpp``; the encoder runs once. With
+        ``refine``, the search then runs at that quality and wins if its file still fits."""
         analysis = self._analyse(image)
         result = None
         for quality in reversed(self.qualities):
             result = self._pack(analysis, quality)
-            if result.bpp <= target_bpp:
-                return result
+            if result.bpp > target_bpp:
+                continue
+            if refine:
+                refined = self._pack(self._analyse(image, refine, quality), quality)
+                if refined.bpp <= target_bpp:
+                    return refined
+            return result
         raise CodecError(f"even the lowest quality needs {result.bpp:.4f} bpp, above the target "
                          f"{target_bpp:g} bpp")
 

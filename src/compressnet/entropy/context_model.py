@@ -90,6 +90,18 @@ class ContextModel(nn.Module):
         return bits.flatten(1).sum(1)
 
     @torch.no_grad()
+    def load_tables(self, tables: dict[str, np.ndarray]) -> None:
+        """Set the logits from a weights file's integer tables (the float logits are not
+        shipped), so that this module's bit counts are the coder's ideal code lengths."""
+        def log_probs(freqs: np.ndarray) -> Tensor:
+            f = torch.from_numpy(freqs).double()
+            return torch.log(f / f.sum(-1, keepdim=True)).float()
+
+        self.latent_logits.copy_(log_probs(tables["latent"]))
+        for i, logits in enumerate(self.switch_logits):
+            logits.copy_(log_probs(tables[f"switch{i}"]))
+
+    @torch.no_grad()
     def integer_tables(self) -> dict[str, np.ndarray]:
         """The tables the coder uses, frozen as integers."""
         out = {"latent": quantize_probabilities(

@@ -102,13 +102,19 @@ def classical_rows(name: str, path: str, targets: tuple[float, ...]) -> list[tup
     return rows
 
 
-def learned_rows(codec, path: Path, qualities: list[int]) -> list[tuple[Row, np.ndarray | None]]:
+def learned_name(codec, refine: int = 0) -> str:
+    """Rows of a refined encoder are their own curve: ``sae-spn-lite+refine10``."""
+    return f"{codec.name}+refine{refine}" if refine else codec.name
+
+
+def learned_rows(codec, path: Path, qualities: list[int], refine: int = 0
+                 ) -> list[tuple[Row, np.ndarray | None]]:
     pixels = open_image(path)
     rows = []
     for q in qualities:
         t0 = time.perf_counter()
-        data = codec.compress(pixels, quality=q)
-        rows.append(_measure(codec.name, pixels, data, codec.decompress_array,
+        data = codec.compress(pixels, quality=q, refine=refine)
+        rows.append(_measure(learned_name(codec, refine), pixels, data, codec.decompress_array,
                              time.perf_counter() - t0, f"q{q}", q, False, path.name))
     return rows
 
@@ -177,17 +183,18 @@ def run_classical(names: list[str], files: list[Path], targets: tuple[float, ...
 
 
 def run_learned(codec, files: list[Path], qualities: list[int], cache: Cache,
-                progress: bool = True, scorer_paths: tuple = ()) -> Items:
+                progress: bool = True, scorer_paths: tuple = (), refine: int = 0) -> Items:
     global _SCORER
+    name = learned_name(codec, refine)
     key = f"{codec.fingerprint.hex()}:" + ",".join(map(str, qualities))
     items: Items = []
-    for f in tqdm(files, desc=codec.name, disable=not progress, unit="img"):
-        cached = cache.get(codec.name, f, key)
+    for f in tqdm(files, desc=name, disable=not progress, unit="img"):
+        cached = cache.get(name, f, key)
         if cached is None:
             if any(scorer_paths) and _SCORER is None:
                 _init_worker(tuple(scorer_paths))
-            cached = learned_rows(codec, f, qualities)
-            cache.put(codec.name, f, key, cached)
+            cached = learned_rows(codec, f, qualities, refine)
+            cache.put(name, f, key, cached)
         items += cached
     return items
 

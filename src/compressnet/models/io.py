@@ -80,5 +80,6 @@ def load_weights(path: str | Path) -> LoadedModel:
                          f"unexpected {unexpected[:3]})")
     tables = {k.split(".", 1)[1]: v.astype(np.int64) for k, v in arrays.items()
               if k.startswith("tables.")}
+    model.entropy.load_tables(tables)
     model.eval()
     return LoadedModel(model, tables, _fingerprint(meta["config"], arrays), meta)

@@ -80,10 +80,16 @@ class SoftToHardQuantizer(nn.Module):
         self.half = half
 
     def forward(self, y: Tensor) -> tuple[Tensor, Tensor]:
+        if self.training:
+            return self.straight_through(y)
+        symbols = torch.round(y.detach().clamp(-self.half, self.half)) + self.half
+        return symbols - self.half, symbols.long()
+
+    def straight_through(self, y: Tensor) -> tuple[Tensor, Tensor]:
+        """Hard values forward, the soft assignment's gradient backward (whatever the mode:
+        encoder-side refinement needs it on a model in eval mode)."""
         symbols = torch.round(y.detach().clamp(-self.half, self.half)) + self.half
         hard = symbols - self.half
-        if not self.training:
-            return hard, symbols.long()
         dist = (y.unsqueeze(-1) - self.centers) ** 2
         weights = torch.softmax(-self.sigma * dist, dim=-1)
         soft = (weights * self.centers).sum(-1)

@@ -33,8 +33,13 @@ def model_from_checkpoint(path: str | Path, qualities: tuple[int, ...] | None = 
     if qualities:
         cfg = dataclasses.replace(cfg, qualities=tuple(qualities))
     model = CompressNetModel(cfg)
-    model.load_state_dict(ckpt["model"])
+    model.load_state_dict(_shipped_weights(ckpt))
     return model.eval()
+
+
+def _shipped_weights(ckpt: dict) -> dict:
+    """The moving average of the weights where the run kept one (``--ema``), else the weights."""
+    return ckpt.get("ema", ckpt["model"])
 
 
 @torch.no_grad()
@@ -59,8 +64,8 @@ def write_slim(checkpoint: str | Path, output: str | Path) -> None:
     size, to move a run between machines; ``--resume`` from it restarts the optimisers."""
     ckpt = torch.load(checkpoint, map_location="cpu", weights_only=False)
     slim = {k: ckpt[k] for k in ("step", "elapsed", "train_config") if k in ckpt}
-    for key in ("model", "disc"):
-        slim[key] = {n: t.half() if t.is_floating_point() else t for n, t in ckpt[key].items()}
+    for key, state in (("model", _shipped_weights(ckpt)), ("disc", ckpt["disc"])):
+        slim[key] = {n: t.half() if t.is_floating_point() else t for n, t in state.items()}
     tmp = Path(str(output) + ".tmp")
     torch.save(slim, tmp)
     tmp.replace(output)

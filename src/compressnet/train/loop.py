@@ -70,6 +70,7 @@ class TrainConfig:
     val_every: int = 1000
     preset_overrides: dict | None = None
     time_budget: float | None = None  # minutes: re-plan `steps` (same GAN fraction) to end in time
+    ema: float = 0.0  # decay of a moving average of the weights, validated and exported (0: off)
 
 
 PLAN_SKIP = 20  # first steps of a phase are not timed (cuDNN autotuning, warm caches)
@@ -77,10 +78,13 @@ PLAN_EVERY = 100  # steps between re-plans of a time-budgeted run
 GAN_STEP_COST = 1.5  # time of a GAN step (discriminator too) against a plain one, until timed
 
 
-def _lr(cfg: TrainConfig, step: int) -> float:
-    if step < cfg.warmup:
-        return cfg.lr * (step + 1) / cfg.warmup
-    t = min(1.0, (step - cfg.warmup) / max(1, cfg.steps - cfg.warmup))
+def _lr(cfg: TrainConfig, step: int, start: int = 0) -> float:
+    """Linear warm-up from ``start`` (where the optimisers began, or restarted after a slim
+    resume: a fresh Adam must warm up again), then cosine decay to ``lr_min`` at ``steps``."""
+    if step < start + cfg.warmup:
+        return cfg.lr * (step - start + 1) / cfg.warmup
+    end = start + cfg.warmup
+    t = min(1.0, (step - end) / max(1, cfg.steps - end))
     return cfg.lr_min + 0.5 * (cfg.lr - cfg.lr_min) * (1 + math.cos(math.pi * t))
 
 
@@ -108,6 +112,7 @@ def _truncate_log(path: Path, step: int) -> None:
 @torch.no_grad()
 def validate(model: CompressNetModel, images: list[torch.Tensor], keeps: list[int]) -> dict:
     """PSNR and estimated bpp on whole held-out images, per number of channels kept."""
+    was_training = model.training
     model.eval()
     out = {}
     for keep in keeps:
@@ -120,7 +125,7 @@ def validate(model: CompressNetModel, images: list[torch.Tensor], keeps: list[in
             bpp_sum += ((res.latent_bits + res.switch_bits).sum() / (h * w)).item()
         out[f"k{keep}"] = {"psnr": losses.psnr(mse_sum / len(images)),
                            "bpp_est": bpp_sum / len(images)}
-    model.train()
+    model.train(was_training)
     return out
 
 
@@ -238,16 +243,24 @@ def train(cfg: TrainConfig, resume: bool = True, progress: bool = True) -> Path:
     other = [p for n, p in model.named_parameters() if not n.startswith("entropy.")]
     opt_g = torch.optim.Adam([{"params": other}, {"params": entropy_params, "lr_scale": 10.0}])
     opt_d = torch.optim.Adam(disc.parameters(), lr=cfg.lr, betas=(0.5, 0.999))
-    step, elapsed = 0, 0.0
+    ema = torch.optim.swa_utils.AveragedModel(
+        model, multi_avg_fn=torch.optim.swa_utils.get_ema_multi_avg_fn(cfg.ema), use_buffers=True
+    ) if cfg.ema else None
+    step, elapsed, opt_start = 0, 0.0, 0
     ckpt_path = out_dir / "ckpt.pt"
     if resume and ckpt_path.exists():
         ckpt = torch.load(ckpt_path, map_location=device, weights_only=False)
         model.load_state_dict(ckpt["model"])
         disc.load_state_dict(ckpt["disc"])
+        step = ckpt["step"]
+        opt_start = step
         if "opt_g" in ckpt:  # a slim checkpoint (export --slim) restarts the optimisers
             opt_g.load_state_dict(ckpt["opt_g"])
             opt_d.load_state_dict(ckpt["opt_d"])
-        step = ckpt["step"]
+            opt_start = ckpt.get("opt_start", 0)
+        if ema is not None and "ema" in ckpt:
+            ema.module.load_state_dict(ckpt["ema"])
+            ema.n_averaged.fill_(ckpt["ema_count"])
         elapsed = ckpt.get("elapsed", 0.0)
         if ddp.main:
             _truncate_log(out_dir / "log.jsonl", step)
@@ -274,17 +287,22 @@ def train(cfg: TrainConfig, resume: bool = True, progress: bool = True) -> Path:
     loader = torch.utils.data.DataLoader(data, batch_size=cfg.batch, num_workers=0)
     keeps = list(range(cfg.min_keep, model_cfg.latent_channels + 1))
 
+    shipped = model if ema is None else ema.module  # the weights validated and exported
+
     def save() -> None:
         tmp = ckpt_path.with_suffix(".tmp")
-        torch.save({"model": model.state_dict(), "disc": disc.state_dict(),
-                    "opt_g": opt_g.state_dict(), "opt_d": opt_d.state_dict(), "step": step,
-                    "rng_torch": torch.get_rng_state(), "rng_numpy": np.random.get_state(),
-                    "rng_python": random.getstate(), "train_config": dataclasses.asdict(cfg),
-                    "elapsed": time.time() - t0}, tmp)
+        state = {"model": model.state_dict(), "disc": disc.state_dict(),
+                 "opt_g": opt_g.state_dict(), "opt_d": opt_d.state_dict(), "step": step,
+                 "opt_start": opt_start, "rng_torch": torch.get_rng_state(),
+                 "rng_numpy": np.random.get_state(), "rng_python": random.getstate(),
+                 "train_config": dataclasses.asdict(cfg), "elapsed": time.time() - t0}
+        if ema is not None:
+            state.update(ema=ema.module.state_dict(), ema_count=int(ema.n_averaged))
+        torch.save(state, tmp)
         if ckpt_path.exists():  # keep the previous checkpoint: a late divergence can be undone
             ckpt_path.replace(ckpt_path.with_name("ckpt.prev.pt"))
         tmp.replace(ckpt_path)
-        export_weights(model, out_dir / "model.safetensors",
+        export_weights(shipped, out_dir / "model.safetensors",
                        extra={"steps": str(step), "train_seconds": f"{time.time() - t0:.0f}"})
 
     log = (out_dir / "log.jsonl").open("a") if ddp.main else open(os.devnull, "w")  # noqa: SIM115
@@ -299,7 +317,7 @@ def train(cfg: TrainConfig, resume: bool = True, progress: bool = True) -> Path:
             if step >= cfg.steps:
                 break
             x = x.to(device)
-            lr = _lr(cfg, step)
+            lr = _lr(cfg, step, opt_start)
             for group in opt_g.param_groups:
                 group["lr"] = lr * group.get("lr_scale", 1.0)
             keep = random.choice(keeps)
@@ -333,6 +351,8 @@ def train(cfg: TrainConfig, resume: bool = True, progress: bool = True) -> Path:
             loss.backward()
             torch.nn.utils.clip_grad_norm_(other, 1.0)
             opt_g.step()
+            if ema is not None:
+                ema.update_parameters(model)
             d_loss = None
             if gan:
                 with amp:  # one forward of real and fake together, as DDP wants
@@ -365,7 +385,7 @@ def train(cfg: TrainConfig, resume: bool = True, progress: bool = True) -> Path:
                 bar.set_postfix(loss=f"{rec['loss']:.3f}", psnr=f"{rec['psnr']:.2f}",
                                 bpp=f"{rec['bpp']:.3f}")
             if ddp.main and (step % cfg.val_every == 0 or step == cfg.steps):
-                val = validate(model, val_images, sorted(
+                val = validate(shipped, val_images, sorted(
                     k for k in {cfg.min_keep, 4, 8, model_cfg.latent_channels}
                     if k <= model_cfg.latent_channels))
                 log.write(json.dumps({"step": step, "val": val}) + "\n")
