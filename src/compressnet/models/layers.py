@@ -82,13 +82,16 @@ class SoftToHardQuantizer(nn.Module):
     def forward(self, y: Tensor) -> tuple[Tensor, Tensor]:
         if self.training:
             return self.straight_through(y)
-        symbols = torch.round(y.detach().clamp(-self.half, self.half)) + self.half
+        symbols = self._symbols(y)
         return symbols - self.half, symbols.long()
+
+    def _symbols(self, y: Tensor) -> Tensor:
+        return torch.round(y.detach().clamp(-self.half, self.half)) + self.half
 
     def straight_through(self, y: Tensor) -> tuple[Tensor, Tensor]:
         """Hard values forward, the soft assignment's gradient backward (whatever the mode:
         encoder-side refinement needs it on a model in eval mode)."""
-        symbols = torch.round(y.detach().clamp(-self.half, self.half)) + self.half
+        symbols = self._symbols(y)
         hard = symbols - self.half
         dist = (y.unsqueeze(-1) - self.centers) ** 2
         weights = torch.softmax(-self.sigma * dist, dim=-1)
