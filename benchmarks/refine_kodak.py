@@ -16,7 +16,6 @@ import multiprocessing
 import os
 import platform
 import sys
-import time
 from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 
@@ -24,29 +23,20 @@ import numpy as np
 
 from compressnet import zoo
 from compressnet.codec import load
+from compressnet.evaluate.compare import learned_rows
 from compressnet.evaluate.learned import list_images
-from compressnet.image import open_image
-from compressnet.metrics import ms_ssim, psnr
 
 ROOT = Path(__file__).resolve().parents[1]
 _CODEC = None
 
 
 def _rows(model: str, path: str, qualities: list[int], steps: int) -> list[dict]:
+    """The eval's own measurement (real bytes, PSNR, MS-SSIM, encode time) of one image."""
     global _CODEC
     _CODEC = _CODEC or load(model)
-    pixels = open_image(path)
-    h, w = pixels.shape[:2]
-    rows = []
-    for q in qualities:
-        t0 = time.perf_counter()
-        data = _CODEC.compress(pixels, quality=q, refine=steps)
-        seconds = time.perf_counter() - t0
-        decoded = _CODEC.decompress_array(data)
-        rows.append({"image": Path(path).name, "quality": q, "bpp": len(data) * 8 / (h * w),
-                     "psnr": psnr(pixels, decoded), "ms_ssim": ms_ssim(pixels, decoded),
-                     "encode_s": seconds})
-    return rows
+    return [{"image": r.image, "quality": r.setting, "bpp": r.bpp, "psnr": r.psnr,
+             "ms_ssim": r.ms_ssim, "encode_s": r.encoding_time}
+            for r, _ in learned_rows(_CODEC, Path(path), qualities, steps)]
 
 
 def main() -> int:

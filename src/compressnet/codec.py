@@ -66,6 +66,9 @@ class _Analysis(NamedTuple):
     width: int
     symbols: np.ndarray  # (C, h, w) of all latent channels
     switches: list[np.ndarray]  # SWWAE's sent switches, else empty
+    x: torch.Tensor  # the padded input, for refinement
+    y: torch.Tensor  # the encoder's continuous latent, where refinement starts
+    given: dict[int, torch.Tensor] | None  # the sent switches as the decoder takes them
 
 
 class Codec:
@@ -105,29 +108,33 @@ class Codec:
         bits += sum(2 * c * h * w for c, h, w in self._switch_shapes(hp, wp))
         return bits / (height * width)
 
-    def _analyse(self, image: ImageLike, refine: int = 0, quality: int | None = None) -> _Analysis:
-        """Run the encoder once: symbols of all latent channels (a quality sends a prefix).
-
-        With ``refine`` steps, the latent sent at ``quality`` is then searched for per image
-        (:mod:`compressnet.models.refine`): slower, better at about the same rate.
-        """
+    def _analyse(self, image: ImageLike) -> _Analysis:
+        """Run the encoder once: symbols of all latent channels (a quality sends a prefix)."""
         arr = as_rgb_array(image)
         h, w = arr.shape[:2]
         if h * w > MAX_PIXELS:
             raise ImageError(f"{w}x{h} is too large (limit {MAX_PIXELS:,} pixels)")
-        if refine < 0:
-            raise CodecError(f"refine takes a number of steps (0 or more), not {refine}")
         x = pad_to_multiple(to_tensor(arr), DOWNSAMPLING)
         with single_threaded(), torch.no_grad():
             _, symbols, enc = self.model.encode(x, self.cfg.latent_channels)
         given = {lv: enc.switches[lv] for lv in self.cfg.switch_levels} \
             if self.cfg.transmits_switches else None
-        if refine:
-            keep = self.channels_sent(quality or self.default_quality)
-            with single_threaded():
-                symbols = refine_latent(self.model, x, enc.y, keep, refine, given, (h, w))
         switches = [s[0].numpy() for s in given.values()] if given else []
-        return _Analysis(h, w, symbols[0].numpy(), switches)
+        return _Analysis(h, w, symbols[0].numpy(), switches, x, enc.y, given)
+
+    def _refine(self, analysis: _Analysis, quality: int, steps: int) -> _Analysis:
+        """The latent sent at ``quality``, searched for per image for ``steps`` steps
+        (:mod:`compressnet.models.refine`): slower, better at about the same rate."""
+        a = analysis
+        with single_threaded():
+            symbols = refine_latent(self.model, a.x, a.y, self.channels_sent(quality), steps,
+                                    a.given, (a.height, a.width))
+        return a._replace(symbols=symbols[0].numpy())
+
+    @staticmethod
+    def _check_refine(refine: int) -> None:
+        if refine < 0:
+            raise CodecError(f"refine takes a number of steps (0 or more), not {refine}")
 
     def _pack(self, analysis: _Analysis, quality: int) -> EncodeResult:
         keep = self.channels_sent(quality)
@@ -149,8 +156,10 @@ class Codec:
         """Compress one image at ``quality`` (default: :attr:`default_quality`), searching
         ``refine`` steps for a better latent; also reports the estimated and fixed-length rates."""
         quality = quality or self.default_quality
-        self.channels_sent(quality)  # a bad quality fails before the network runs
-        return self._pack(self._analyse(image, refine, quality), quality)
+        self.channels_sent(quality)  # a bad quality or step count fails before the network runs
+        self._check_refine(refine)
+        analysis = self._analyse(image)
+        return self._pack(self._refine(analysis, quality, refine) if refine else analysis, quality)
 
     def compress(self, image: ImageLike, quality: int | None = None,
                  target_bpp: float | None = None, refine: int = 0) -> bytes:
@@ -162,6 +171,7 @@ class Codec:
     def encode_to_target(self, image: ImageLike, target_bpp: float, refine: int = 0) -> EncodeResult:
         """The highest quality whose file fits ``target_bpp``; the encoder runs once. With
         ``refine``, the search then runs at that quality and wins if its file still fits."""
+        self._check_refine(refine)
         analysis = self._analyse(image)
         result = None
         for quality in reversed(self.qualities):
@@ -169,7 +179,7 @@ class Codec:
             if result.bpp > target_bpp:
                 continue
             if refine:
-                refined = self._pack(self._analyse(image, refine, quality), quality)
+                refined = self._pack(self._refine(analysis, quality, refine), quality)
                 if refined.bpp <= target_bpp:
                     return refined
             return result
