@@ -16,7 +16,10 @@ from compressnet.models.io import export_weights
 ARCHS = ("sae", "swwae", "sae-spn")
 
 
-def make_weights(tmp_path: Path, arch: str, seed: int = 0, **overrides) -> Path:
+def make_weights(tmp_path: Path, arch: str, seed: int = 0, counted: bool = False,
+                 **overrides) -> Path:
+    """Random tiny weights; ``counted`` adds scheme-2 tables counted on a few photos, so the
+    codec writes format version 2 as the bundled models do."""
     torch.manual_seed(seed)
     model = CompressNetModel(preset_config(arch, "tiny", **overrides))
     with torch.no_grad():  # skewed tables, so the coder has something to exploit
@@ -28,7 +31,19 @@ def make_weights(tmp_path: Path, arch: str, seed: int = 0, **overrides) -> Path:
         model.encoder.to_latent.weight.mul_(8.0)
     path = tmp_path / f"{arch}-tiny-{seed}.safetensors"
     export_weights(model, path)
-    return path
+    if not counted:
+        return path
+    from PIL import Image
+
+    from compressnet.entropy.fit import add_counted_tables
+
+    files = []
+    for i in range(3):
+        files.append(tmp_path / f"fit-{arch}-{seed}-{i}.png")
+        Image.fromarray(photo(96, 128, seed=10 + i)).save(files[-1])
+    out = tmp_path / f"{arch}-tiny-{seed}-counted.safetensors"
+    add_counted_tables(path, files, out, progress=False)
+    return out
 
 
 @pytest.fixture(scope="session")
@@ -36,14 +51,17 @@ def weights_dir(tmp_path_factory) -> Path:
     return tmp_path_factory.mktemp("weights")
 
 
-@pytest.fixture(scope="session", params=ARCHS)
+@pytest.fixture(scope="session", params=[(a, False) for a in ARCHS] + [("sae-spn", True), ("swwae", True)],
+                ids=lambda p: f"{p[0]}-v{2 if p[1] else 1}")
 def tiny_codec(request, weights_dir) -> Codec:
-    return load(str(make_weights(weights_dir, request.param)))
+    arch, counted = request.param
+    return load(str(make_weights(weights_dir, arch, counted=counted)))
 
 
 @pytest.fixture(scope="session")
 def spn_weights(weights_dir) -> Path:
-    return make_weights(weights_dir, "sae-spn", seed=1)
+    """A tiny SAE-SPN that writes format version 2, like the bundled default."""
+    return make_weights(weights_dir, "sae-spn", seed=1, counted=True)
 
 
 def photo(h: int, w: int, seed: int = 0) -> np.ndarray:

@@ -1,10 +1,10 @@
 """The ``.cnet`` container: a 13-to-17-byte header and the range-coded payload.
 
-Layout (format version 1)::
+Layout (format versions 1 and 2)::
 
     offset  size  field
     0       2     magic b"CN"
-    2       1     format version (1)
+    2       1     format version (1 or 2)
     3       1     model id (stable, see compressnet.zoo; 0 = a user's weights file)
     4       2     weights fingerprint (first 2 bytes), so other weights are refused
     6       1     quality (1 = the lowest rate)
@@ -12,6 +12,11 @@ Layout (format version 1)::
     .       1-3   width - 1, unsigned LEB128
     .       4     CRC-32 of every byte before it and of the payload
     .       ...   payload: 32-bit little-endian range-coder words
+
+Versions differ only in how the payload codes the latent: version 1 with the
+two-neighbour context tables learned in training, version 2 with counted
+five-neighbour tables (:mod:`compressnet.entropy.fit`). A model that has the
+latter writes version 2; both versions stay decodable.
 
 Free of torch: any program can parse a header.
 """
@@ -22,8 +27,8 @@ import zlib
 from typing import NamedTuple
 
 MAGIC = b"CN"
-FORMAT_VERSION = 1
-SUPPORTED_VERSIONS = (1,)
+FORMAT_VERSION = 2  # the newest version this release writes
+SUPPORTED_VERSIONS = (1, 2)
 MAX_SIDE = 1 << 21  # 3 LEB128 bytes
 
 
@@ -70,7 +75,9 @@ def pack(header: Header, payload: bytes) -> bytes:
         raise ValueError(f"image sides must be between 1 and {MAX_SIDE}")
     if len(header.fingerprint) != 2:
         raise ValueError("fingerprint must be 2 bytes")
-    head = (MAGIC + bytes([FORMAT_VERSION, header.model_id]) + header.fingerprint
+    if header.version not in SUPPORTED_VERSIONS:
+        raise ValueError(f"cannot write format version {header.version}")
+    head = (MAGIC + bytes([header.version, header.model_id]) + header.fingerprint
             + bytes([header.quality]) + _leb128(header.height - 1) + _leb128(header.width - 1))
     crc = zlib.crc32(payload, zlib.crc32(head))
     return head + crc.to_bytes(4, "little") + payload

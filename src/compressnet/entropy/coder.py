@@ -3,9 +3,10 @@
 The tables are integer frequencies summing to ``2**TABLE_PRECISION``; they reach
 constriction as the exactly representable floats ``freq / 2**16`` with
 ``perfect=False``, so encoder and decoder quantise them identically on every
-machine.  Symbols are coded channel by channel, row by row; each row is one
-vectorised call, because its contexts (the row above, the previous channel)
-are already known to the decoder.
+machine.  Symbols are coded channel by channel, row by row, left to right.  In
+context scheme 1 each row is one vectorised call, because its contexts (the row
+above, the previous channel) are already known to the decoder; scheme 2 also
+looks left, so its decoder finishes each symbol before the next one's context.
 """
 
 from __future__ import annotations
@@ -13,7 +14,11 @@ from __future__ import annotations
 import constriction
 import numpy as np
 
-from compressnet.entropy.context_model import TABLE_PRECISION, latent_contexts_np
+from compressnet.entropy.context_model import (
+    CONTEXT_NEIGHBOURS,
+    TABLE_PRECISION,
+    latent_contexts_np,
+)
 
 _SCALE = float(1 << TABLE_PRECISION)
 _FAMILY = constriction.stream.model.Categorical(perfect=False)
@@ -27,10 +32,10 @@ def _probs(freqs: np.ndarray) -> np.ndarray:
     return np.ascontiguousarray(freqs, dtype=np.float64) / _SCALE
 
 
-def latent_bits(symbols: np.ndarray, tables: np.ndarray) -> float:
+def latent_bits(symbols: np.ndarray, tables: np.ndarray, scheme: int = 1) -> float:
     """Ideal code length in bits of ``symbols`` (k, h, w) under ``tables``."""
     levels = tables.shape[-1]
-    ctx = latent_contexts_np(symbols, levels)
+    ctx = latent_contexts_np(symbols, levels, scheme)
     c = np.arange(symbols.shape[0])[:, None, None]
     freqs = tables[c, ctx, symbols]
     return float(-np.log2(freqs / _SCALE).sum())
@@ -45,11 +50,12 @@ def switch_bits(switches: list[np.ndarray], tables: list[np.ndarray]) -> float:
 
 
 def encode(symbols: np.ndarray, tables: np.ndarray,
-           switches: list[np.ndarray] = (), switch_tables: list[np.ndarray] = ()) -> bytes:
+           switches: list[np.ndarray] = (), switch_tables: list[np.ndarray] = (),
+           scheme: int = 1) -> bytes:
     """Code the latent (k, h, w) and optional switches (each (C_l, h_l, w_l)) into bytes."""
     levels = tables.shape[-1]
     enc = constriction.stream.queue.RangeEncoder()
-    ctx = latent_contexts_np(symbols, levels)
+    ctx = latent_contexts_np(symbols, levels, scheme)
     c = np.arange(symbols.shape[0])[:, None, None]
     probs = _probs(tables[c, ctx].reshape(-1, levels))
     enc.encode(symbols.reshape(-1).astype(np.int32), _FAMILY, probs)
@@ -60,25 +66,51 @@ def encode(symbols: np.ndarray, tables: np.ndarray,
     return enc.get_compressed().astype("<u4").tobytes()
 
 
+def _decode_row(dec, probs: np.ndarray, out: np.ndarray, ch: int, i: int, scheme: int) -> None:
+    """Decode row ``i`` of channel ``ch`` into ``out``, whose earlier symbols are known;
+    ``probs`` are the channel's tables as probabilities (contexts, levels)."""
+    levels = probs.shape[-1]
+    w = out.shape[2]
+    # Digits of neighbours in earlier rows or channels are known for the whole row at once;
+    # those in this row (dc = di = 0) are added symbol by symbol.
+    base = np.zeros(w, dtype=np.int64)
+    same_row: list[tuple[int, int]] = []  # (column offset, place value)
+    for n, (dc, di, dj) in enumerate(reversed(CONTEXT_NEIGHBOURS[scheme])):
+        place = (levels + 1) ** n
+        if dc == 0 and di == 0:
+            same_row.append((dj, place))
+            continue
+        row = out[ch - dc, i - di] if ch >= dc and i >= di else np.full(w, levels)
+        base += place * (np.concatenate([np.full(dj, levels), row[:w - dj]]) if dj else row)
+    if not same_row:
+        out[ch, i] = dec.decode(_FAMILY, probs[base])
+        return
+    padded = [levels] * max(dj for dj, _ in same_row) + [0] * w  # decoded symbols, left-padded
+    offset = len(padded) - w
+    for j, ctx in enumerate(base.tolist()):
+        for dj, place in same_row:
+            ctx += place * padded[offset + j - dj]
+        padded[offset + j] = int(dec.decode(_FAMILY, probs[ctx:ctx + 1])[0])
+    out[ch, i] = padded[offset:]
+
+
 def decode(payload: bytes, tables: np.ndarray, shape: tuple[int, int, int],
            switch_shapes: list[tuple[int, int, int]] = (),
-           switch_tables: list[np.ndarray] = ()) -> tuple[np.ndarray, list[np.ndarray]]:
+           switch_tables: list[np.ndarray] = (), scheme: int = 1
+           ) -> tuple[np.ndarray, list[np.ndarray]]:
     """Inverse of :func:`encode`; ``shape`` is (k, h, w) of the latent."""
     if len(payload) % 4:
         raise CodingError("payload length is not a whole number of 32-bit words")
     words = np.frombuffer(payload, dtype="<u4").astype(np.uint32)
     levels = tables.shape[-1]
-    none = levels
     k, h, w = shape
     try:
         dec = constriction.stream.queue.RangeDecoder(words)
         out = np.empty((k, h, w), dtype=np.int64)
         for ch in range(k):
+            probs = _probs(tables[ch])
             for i in range(h):
-                above = out[ch, i - 1] if i else np.full(w, none)
-                prev = out[ch - 1, i] if ch else np.full(w, none)
-                probs = _probs(tables[ch, above * (levels + 1) + prev])
-                out[ch, i] = dec.decode(_FAMILY, probs)
+                _decode_row(dec, probs, out, ch, i, scheme)
         switches = []
         for (sc, sh, sw), t in zip(switch_shapes, switch_tables):
             level = np.empty((sc, sh, sw), dtype=np.int64)

@@ -73,6 +73,10 @@ def main(argv: list[str] | None = None) -> int:
         f"- Training: {meta.get('steps', '?')} steps, {hours:.1f} h wall-clock on "
         f"{meta.get('hardware', '2 CPU cores')}; data: {meta.get('data', 'shared/data/train')}.",
         f"- Command: `{args.command or meta.get('command', '(not recorded)')}`",
+        f"- Entropy coding: format version {codec.format_version}, "
+        + (f"context tables counted after training ({meta['context_tables']}; "
+           "`python -m compressnet.entropy.fit`)" if "context_tables" in meta
+           else "the context tables learned in training") + ".",
         f"- Fingerprint: {codec.fingerprint.hex()}",
         "",
         f"## Results on {len(files)} images of `{args.data}` (real file bytes)",

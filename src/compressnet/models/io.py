@@ -3,7 +3,10 @@
 The integer probability tables are stored as int32 tensors (``tables.*``) and are
 what the coder uses: they never pass through a float computation at decode time.
 The fingerprint is a hash of everything in the file that shapes the decoded
-image, so a bitstream can refuse to decode with other weights.
+image, so a bitstream can refuse to decode with other weights.  Format-1 files
+were coded without the counted scheme-2 tables (``tables.latent2``, added by
+:mod:`compressnet.entropy.fit`), so they carry a fingerprint that leaves them out:
+adding those tables to a model keeps its old files decodable.
 """
 
 from __future__ import annotations
@@ -29,11 +32,16 @@ class LoadedModel(NamedTuple):
     tables: dict[str, np.ndarray]  # integer coder tables
     fingerprint: bytes  # 8 bytes; bitstreams carry a prefix of it
     metadata: dict[str, str]
+    v1_fingerprint: bytes  # the same without the arrays that format-1 files do not use
 
 
-def _fingerprint(config_json: str, arrays: dict[str, np.ndarray]) -> bytes:
+FORMAT2_ONLY = ("tables.latent2",)
+
+
+def _fingerprint(config_json: str, arrays: dict[str, np.ndarray], exclude: tuple[str, ...] = ()
+                 ) -> bytes:
     digest = hashlib.sha256(config_json.encode())
-    for name in sorted(arrays):
+    for name in sorted(set(arrays) - set(exclude)):
         digest.update(name.encode())
         digest.update(np.ascontiguousarray(arrays[name]).tobytes())
     return digest.digest()[:8]
@@ -82,4 +90,5 @@ def load_weights(path: str | Path) -> LoadedModel:
               if k.startswith("tables.")}
     model.entropy.load_tables(tables)
     model.eval()
-    return LoadedModel(model, tables, _fingerprint(meta["config"], arrays), meta)
+    return LoadedModel(model, tables, _fingerprint(meta["config"], arrays), meta,
+                       _fingerprint(meta["config"], arrays, FORMAT2_ONLY))

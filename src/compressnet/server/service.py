@@ -80,7 +80,7 @@ def decompress_upload(data: bytes, default: Codec, codecs: dict[int, Codec]) -> 
     """Decode an uploaded ``.cnet`` file with the bundled model its header names."""
     try:
         header, _ = bitstream.unpack(data)
-        if header.model_id == default.model_id and header.fingerprint == default.fingerprint:
+        if header.model_id == default.model_id:  # its fingerprint is checked on decoding
             codec = default
         else:
             if header.model_id not in codecs:

@@ -1,0 +1,111 @@
+"""Context schemes, counted tables (compressnet.entropy.fit) and format versions 1 and 2."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+from conftest import make_weights, photo
+
+from compressnet import bitstream
+from compressnet.codec import CodecError, load
+from compressnet.entropy import coder
+from compressnet.entropy.context_model import latent_contexts, latent_contexts_np
+from compressnet.entropy.fit import add_counted_tables, count_tables, main
+
+
+@pytest.mark.parametrize("scheme", [1, 2])
+def test_torch_and_numpy_contexts_agree(scheme):
+    symbols = np.random.default_rng(0).integers(0, 5, (4, 6, 7))
+    expected = latent_contexts_np(symbols, 5, scheme)
+    got = latent_contexts(torch.from_numpy(symbols)[None], 5, scheme)[0].numpy()
+    np.testing.assert_array_equal(got, expected)
+    assert expected.max() < 6 ** (2 if scheme == 1 else 5)
+
+
+def test_scheme_1_is_the_format_1_context():
+    """Format-1 files index their tables with above * (L + 1) + previous channel."""
+    s = np.random.default_rng(1).integers(0, 5, (3, 4, 5))
+    above = np.full_like(s, 5)
+    above[:, 1:] = s[:, :-1]
+    prev = np.full_like(s, 5)
+    prev[1:] = s[:-1]
+    np.testing.assert_array_equal(latent_contexts_np(s, 5, 1), above * 6 + prev)
+
+
+def test_counted_tables_exploit_the_left_neighbour():
+    rng = np.random.default_rng(2)
+    # rows that repeat one random symbol: the left neighbour predicts everything
+    maps = [np.repeat(rng.integers(0, 5, (4, 8, 1)), 12, axis=2) for _ in range(200)]
+    tables = count_tables(maps, channels=4, levels=5)
+    assert tables.shape == (4, 6**5, 5) and (tables.sum(-1) == 1 << 16).all() and tables.min() >= 1
+    test = np.repeat(rng.integers(0, 5, (4, 8, 1)), 12, axis=2)
+    bits = coder.latent_bits(test, tables.astype(np.int64), scheme=2)
+    assert bits < 0.25 * test.size * np.log2(5)
+    data = coder.encode(test, tables.astype(np.int64), scheme=2)
+    decoded, _ = coder.decode(data, tables.astype(np.int64), test.shape, scheme=2)
+    np.testing.assert_array_equal(decoded, test)
+
+
+@pytest.fixture(scope="module")
+def v1_and_v2(weights_dir):
+    base = make_weights(weights_dir, "sae-spn", seed=3)
+    return load(str(base)), load(str(make_weights(weights_dir, "sae-spn", seed=3, counted=True)))
+
+
+def test_counted_tables_write_format_2_and_old_files_still_decode(v1_and_v2):
+    v1, v2 = v1_and_v2
+    assert (v1.format_version, v2.format_version) == (1, 2)
+    img = photo(96, 128, seed=4)
+    old, new = v1.compress(img, quality=2), v2.compress(img, quality=2)
+    assert bitstream.unpack(old)[0].version == 1 and bitstream.unpack(new)[0].version == 2
+    # the same latent either way: format 1 decodes bit-exactly with the refitted weights
+    np.testing.assert_array_equal(v2.decompress_array(old), v1.decompress_array(old))
+    np.testing.assert_array_equal(v2.decompress_array(new), v1.decompress_array(old))
+    with pytest.raises(CodecError, match="other weights"):
+        v1.decompress_array(new)
+
+
+def test_loaded_rate_model_counts_what_the_coder_codes(v1_and_v2):
+    """Refinement's rate term must use the coder's own (counted) tables."""
+    _, v2 = v1_and_v2
+    x = torch.from_numpy(photo(64, 96, seed=5)).permute(2, 0, 1)[None].float() / 255
+    keep = v2.channels_sent(2)
+    with torch.no_grad():
+        enc = v2.model.encoder(x - 0.5)
+        _, symbols = v2.model.quantizer(enc.y)
+        bits = v2.model.entropy.latent_bits(enc.y, symbols, keep).item()
+    coded = coder.latent_bits(symbols[0, :keep].numpy(), v2.tables["latent2"][:keep], scheme=2)
+    assert bits == pytest.approx(coded, rel=1e-4)
+
+
+def test_fit_command_writes_a_new_file_and_never_overwrites(tmp_path, weights_dir, capsys):
+    from PIL import Image
+
+    base = make_weights(weights_dir, "sae", seed=4)
+    photos = tmp_path / "photos"
+    photos.mkdir()
+    Image.fromarray(photo(64, 64)).save(photos / "a.png")
+    out = tmp_path / "fitted.safetensors"
+    assert main([str(base), str(photos), "-o", str(out)]) == 0
+    assert load(str(out)).format_version == 2 and "fingerprint" in capsys.readouterr().out
+    before = out.read_bytes()
+    assert main([str(base), str(photos), "-o", str(out)]) == 1
+    assert "exists" in capsys.readouterr().err and out.read_bytes() == before
+    assert main([str(base), str(tmp_path / "none"), "-o", str(tmp_path / "x.safetensors")]) == 1
+
+
+def test_fit_keeps_every_other_array(weights_dir, tmp_path):
+    from safetensors.numpy import load_file
+
+    base = make_weights(weights_dir, "swwae", seed=5)
+    files = [tmp_path / "a.png"]
+    from PIL import Image
+
+    Image.fromarray(photo(64, 64)).save(files[0])
+    out = tmp_path / "fitted.safetensors"
+    add_counted_tables(base, files, out, progress=False)
+    before, after = load_file(str(base)), load_file(str(out))
+    assert set(after) - set(before) == {"tables.latent2"}
+    for name, array in before.items():
+        np.testing.assert_array_equal(after[name], array)
