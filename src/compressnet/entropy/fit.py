@@ -24,11 +24,10 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from PIL import Image
 from tqdm import tqdm
 
 from compressnet.entropy.context_model import context_count, latent_contexts_np, quantize_probabilities
-from compressnet.image import pad_to_multiple, to_rgb_array, to_tensor
+from compressnet.image import pad_to_multiple, to_tensor
 from compressnet.models.autoencoder import DOWNSAMPLING, CompressNetModel
 
 PRIOR = 0.5  # pseudo-count per symbol: best of 0.02-0.5 on held-out BSDS500 val latents
@@ -51,10 +50,10 @@ def count_tables(symbol_maps: Iterable[np.ndarray], channels: int, levels: int,
 def latent_symbols(model: CompressNetModel, files: list[Path], max_side: int = 1024,
                    progress: bool = True) -> Iterator[np.ndarray]:
     """The encoder's symbols (C, h, w) of each photo, read as training reads it."""
+    from compressnet.train.data import read_photo
+
     for path in tqdm(files, desc="encoding", unit="img", disable=not progress):
-        with Image.open(path) as im:
-            im.draft("RGB", (max_side, max_side))
-            arr = to_rgb_array(im)
+        arr = read_photo(path, max_side)
         with torch.inference_mode():
             _, symbols, _ = model.encode(pad_to_multiple(to_tensor(arr), DOWNSAMPLING),
                                          model.cfg.latent_channels)
@@ -67,7 +66,7 @@ def add_counted_tables(weights: str | Path, files: list[Path], output: str | Pat
     from safetensors import safe_open
     from safetensors.numpy import load_file, save_file
 
-    from compressnet.models.io import _fingerprint, load_weights
+    from compressnet.models.io import load_weights
 
     model = load_weights(weights).model
     tables = count_tables(latent_symbols(model, files, progress=progress),
@@ -81,7 +80,7 @@ def add_counted_tables(weights: str | Path, files: list[Path], output: str | Pat
     tmp = output.with_name(output.name + ".tmp")
     save_file(arrays, str(tmp), metadata=meta)
     tmp.replace(output)
-    return _fingerprint(meta["config"], arrays)
+    return load_weights(output).fingerprint
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -37,6 +37,13 @@ def find_images(root: str | Path, layout: str = "folder", split: str = "train") 
     return files
 
 
+def read_photo(path: Path, max_side: int = 1024) -> np.ndarray:
+    """(H, W, 3) uint8 RGB of a training photo; huge JPEGs are decoded at a reduced size."""
+    with Image.open(path) as im:
+        im.draft("RGB", (max_side, max_side))  # fast JPEG downscale for huge files
+        return to_rgb_array(im)
+
+
 class CropDataset(torch.utils.data.Dataset):
     """Random ``crop`` x ``crop`` patches of images held in memory as uint8.
 
@@ -50,9 +57,7 @@ class CropDataset(torch.utils.data.Dataset):
         self.samples_per_epoch = samples_per_epoch
         self.images: list[np.ndarray] = []
         for path in tqdm(files, desc="loading images", disable=not progress, unit="img"):
-            with Image.open(path) as im:
-                im.draft("RGB", (max_side, max_side))  # fast JPEG downscale for huge files
-                arr = to_rgb_array(im)
+            arr = read_photo(path, max_side)
             h, w = arr.shape[:2]
             if min(h, w) < crop:
                 scale = crop / min(h, w)
