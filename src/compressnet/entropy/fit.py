@@ -29,6 +29,7 @@ from tqdm import tqdm
 from compressnet.entropy.context_model import context_count, latent_contexts_np, quantize_probabilities
 from compressnet.image import pad_to_multiple, to_tensor
 from compressnet.models.autoencoder import DOWNSAMPLING, CompressNetModel
+from compressnet.train.data import find_images, read_photo
 
 PRIOR = 0.5  # pseudo-count per symbol: best of 0.02-0.5 on held-out BSDS500 val latents
 SCHEME = 2
@@ -50,8 +51,6 @@ def count_tables(symbol_maps: Iterable[np.ndarray], channels: int, levels: int,
 def latent_symbols(model: CompressNetModel, files: list[Path], max_side: int = 1024,
                    progress: bool = True) -> Iterator[np.ndarray]:
     """The encoder's symbols (C, h, w) of each photo, read as training reads it."""
-    from compressnet.train.data import read_photo
-
     for path in tqdm(files, desc="encoding", unit="img", disable=not progress):
         arr = read_photo(path, max_side)
         with torch.inference_mode():
@@ -84,8 +83,6 @@ def add_counted_tables(weights: str | Path, files: list[Path], output: str | Pat
 
 
 def main(argv: list[str] | None = None) -> int:
-    from compressnet.train.data import find_images
-
     p = argparse.ArgumentParser(prog="python -m compressnet.entropy.fit", description=__doc__.split("\n")[0])
     p.add_argument("weights", help="a CompressNet weights file")
     p.add_argument("data", help="the model's training photos (folder, or a clic/cityscapes root)")
