@@ -19,7 +19,7 @@ ARCHS = ("sae", "swwae", "sae-spn")
 def make_weights(tmp_path: Path, arch: str, seed: int = 0, counted: bool = False,
                  **overrides) -> Path:
     """Random tiny weights; ``counted`` adds scheme-2 tables counted on a few photos, so the
-    codec writes format version 2 as the bundled models do."""
+    codec writes format version 4 as the bundled models do."""
     torch.manual_seed(seed)
     model = CompressNetModel(preset_config(arch, "tiny", **overrides))
     with torch.no_grad():  # skewed tables, so the coder has something to exploit
@@ -52,7 +52,7 @@ def weights_dir(tmp_path_factory) -> Path:
 
 
 @pytest.fixture(scope="session", params=[(a, False) for a in ARCHS] + [("sae-spn", True), ("swwae", True)],
-                ids=lambda p: f"{p[0]}-v{2 if p[1] else 1}")
+                ids=lambda p: f"{p[0]}-v{4 if p[1] else 3}")
 def tiny_codec(request, weights_dir) -> Codec:
     arch, counted = request.param
     return load(str(make_weights(weights_dir, arch, counted=counted)))
@@ -60,7 +60,7 @@ def tiny_codec(request, weights_dir) -> Codec:
 
 @pytest.fixture(scope="session")
 def spn_weights(weights_dir) -> Path:
-    """A tiny SAE-SPN that writes format version 2, like the bundled default."""
+    """A tiny SAE-SPN that writes format version 4, like the bundled default."""
     return make_weights(weights_dir, "sae-spn", seed=1, counted=True)
 
 

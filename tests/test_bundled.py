@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import os
 import re
+import subprocess
+import sys
 from importlib import resources
 from pathlib import Path
 
@@ -37,19 +40,42 @@ def test_bundled_sae_and_swwae_round_trip(name):
         np.testing.assert_array_equal(codec.decompress_array(data), codec.reconstruct(crop, q))
 
 
+def golden(version: int) -> tuple[bytes, np.ndarray]:
+    """A file the default model wrote in format ``version``, and its decoded pixels. Versions 2
+    and 4 carry the same payload; 4 is decoded with exact arithmetic."""
+    data = (ROOT / "tests" / "data" / f"sae-spn-lite-v{version}.cnet").read_bytes()
+    return data, open_image(ROOT / "tests" / "data" / f"sae-spn-lite-v{version}.png")
+
+
 @pytest.mark.parametrize("version", [1, 2])
 def test_files_from_earlier_releases_still_decode(version):
-    """Files the default model wrote: format 1 before it gained counted tables, format 2 after."""
-    data = (ROOT / "tests" / "data" / f"sae-spn-lite-v{version}.cnet").read_bytes()
+    """Format 1 before the default model gained counted tables, format 2 after (float32)."""
+    data, expected = golden(version)
     header, _ = bitstream.unpack(data)
     assert (header.version, header.quality, header.height, header.width) == (version, 4, 128, 192)
     codec = load_for_header(data)
-    assert codec.format_version == 2  # the bundled default writes format 2 and reads both
+    assert codec.format_version == 4  # the bundled default writes format 4 and reads all
     decoded = codec.decompress_array(data)
-    expected = open_image(ROOT / "tests" / "data" / f"sae-spn-lite-v{version}.png")
-    # the same latent symbols; the network's float sums may differ in a last bit on other CPUs
+    # the same latent symbols; float32 sums may differ in a last bit on other CPUs
     diff = np.abs(decoded.astype(int) - expected.astype(int))
-    assert diff.max() <= 1 and (diff == 0).mean() > 0.999
+    assert diff.max() <= 1 and (diff == 0).mean() > 0.99
+
+
+def test_exact_format_decodes_to_the_same_pixels_on_every_machine():
+    """Format 4 (exact arithmetic) must decode to these pixels bit for bit. Other machines are
+    stood in for by other kernels: oneDNN's SSE4.1 code, ATen's scalar code, 1 and 2 threads
+    (float32 decoding moves some of these pixels by one level under the same settings)."""
+    data, expected = golden(4)
+    assert bitstream.unpack(data)[0] == bitstream.unpack(golden(2)[0])[0]._replace(version=4)
+    np.testing.assert_array_equal(load_for_header(data).decompress_array(data), expected)
+    script = ("import sys, numpy, torch, compressnet; torch.set_num_threads(int(sys.argv[1])); "
+              "data = open(sys.argv[2], 'rb').read(); "
+              "sys.stdout.write(compressnet.load().decompress_array(data).tobytes().hex())")
+    path = ROOT / "tests" / "data" / "sae-spn-lite-v4.cnet"
+    for env, threads in [({}, 1), ({"ONEDNN_MAX_CPU_ISA": "SSE41", "ATEN_CPU_CAPABILITY": "default"}, 2)]:
+        out = subprocess.run([sys.executable, "-c", script, str(threads), str(path)], check=True,
+                             capture_output=True, text=True, env={**os.environ, **env}).stdout
+        assert bytes.fromhex(out) == expected.tobytes(), env
 
 
 @pytest.mark.parametrize("name", ["sae-spn", "sae", "swwae"])

@@ -1,4 +1,4 @@
-"""Context schemes, counted tables (compressnet.entropy.fit) and format versions 1 and 2."""
+"""Context schemes, counted tables (compressnet.entropy.fit) and the format versions they select."""
 
 from __future__ import annotations
 
@@ -48,34 +48,34 @@ def test_counted_tables_exploit_the_left_neighbour():
 
 
 @pytest.fixture(scope="module")
-def v1_and_v2(weights_dir):
+def learned_and_counted(weights_dir):
     base = make_weights(weights_dir, "sae-spn", seed=3)
     return load(str(base)), load(str(make_weights(weights_dir, "sae-spn", seed=3, counted=True)))
 
 
-def test_counted_tables_write_format_2_and_old_files_still_decode(v1_and_v2):
-    v1, v2 = v1_and_v2
-    assert (v1.format_version, v2.format_version) == (1, 2)
+def test_counted_tables_write_format_4_and_old_files_still_decode(learned_and_counted):
+    learned, counted = learned_and_counted
+    assert (learned.format_version, counted.format_version) == (3, 4)
     img = photo(96, 128, seed=4)
-    old, new = v1.compress(img, quality=2), v2.compress(img, quality=2)
-    assert bitstream.unpack(old)[0].version == 1 and bitstream.unpack(new)[0].version == 2
-    # the same latent either way: format 1 decodes bit-exactly with the refitted weights
-    np.testing.assert_array_equal(v2.decompress_array(old), v1.decompress_array(old))
-    np.testing.assert_array_equal(v2.decompress_array(new), v1.decompress_array(old))
+    old, new = learned.compress(img, quality=2), counted.compress(img, quality=2)
+    assert bitstream.unpack(old)[0].version == 3 and bitstream.unpack(new)[0].version == 4
+    # the same latent either way: format 3 decodes bit-exactly with the refitted weights
+    np.testing.assert_array_equal(counted.decompress_array(old), learned.decompress_array(old))
+    np.testing.assert_array_equal(counted.decompress_array(new), learned.decompress_array(old))
     with pytest.raises(CodecError, match="other weights"):
-        v1.decompress_array(new)
+        learned.decompress_array(new)
 
 
-def test_loaded_rate_model_counts_what_the_coder_codes(v1_and_v2):
+def test_loaded_rate_model_counts_what_the_coder_codes(learned_and_counted):
     """Refinement's rate term must use the coder's own (counted) tables."""
-    _, v2 = v1_and_v2
+    _, counted = learned_and_counted
     x = torch.from_numpy(photo(64, 96, seed=5)).permute(2, 0, 1)[None].float() / 255
-    keep = v2.channels_sent(2)
+    keep = counted.channels_sent(2)
     with torch.no_grad():
-        enc = v2.model.encoder(x - 0.5)
-        _, symbols = v2.model.quantizer(enc.y)
-        bits = v2.model.entropy.latent_bits(enc.y, symbols, keep).item()
-    coded = coder.latent_bits(symbols[0, :keep].numpy(), v2.tables["latent2"][:keep], scheme=2)
+        enc = counted.model.encoder(x - 0.5)
+        _, symbols = counted.model.quantizer(enc.y)
+        bits = counted.model.entropy.latent_bits(enc.y, symbols, keep).item()
+    coded = coder.latent_bits(symbols[0, :keep].numpy(), counted.tables["latent2"][:keep], scheme=2)
     assert bits == pytest.approx(coded, rel=1e-4)
 
 
@@ -88,7 +88,7 @@ def test_fit_command_writes_a_new_file_and_never_overwrites(tmp_path, weights_di
     Image.fromarray(photo(64, 64)).save(photos / "a.png")
     out = tmp_path / "fitted.safetensors"
     assert main([str(base), str(photos), "-o", str(out)]) == 0
-    assert load(str(out)).format_version == 2 and "fingerprint" in capsys.readouterr().out
+    assert load(str(out)).format_version == 4 and "fingerprint" in capsys.readouterr().out
     before = out.read_bytes()
     assert main([str(base), str(photos), "-o", str(out)]) == 1
     assert "exists" in capsys.readouterr().err and out.read_bytes() == before

@@ -1,10 +1,10 @@
 """The ``.cnet`` container: a 13-to-17-byte header and the range-coded payload.
 
-Layout (format versions 1 and 2)::
+Layout (format versions 1 to 4)::
 
     offset  size  field
     0       2     magic b"CN"
-    2       1     format version (1 or 2)
+    2       1     format version (1 to 4)
     3       1     model id (stable, see compressnet.zoo; 0 = a user's weights file)
     4       2     weights fingerprint (first 2 bytes), so other weights are refused
     6       1     quality (1 = the lowest rate)
@@ -13,10 +13,15 @@ Layout (format versions 1 and 2)::
     .       4     CRC-32 of every byte before it and of the payload
     .       ...   payload: 32-bit little-endian range-coder words
 
-Versions differ only in how the payload codes the latent: version 1 with the
-two-neighbour context tables learned in training, version 2 with counted
-five-neighbour tables (:mod:`compressnet.entropy.fit`). A model that has the
-latter writes version 2; both versions stay decodable.
+Versions share this layout and differ in two choices (:data:`VERSIONS`):
+
+- the latent's context tables: the two-neighbour tables learned in training (scheme 1), or
+  the five-neighbour tables counted after it (scheme 2, :mod:`compressnet.entropy.fit`);
+- the decoder's arithmetic: float32 (versions 1 and 2; pixels can differ by one level between
+  CPUs) or exact fixed point (versions 3 and 4; the same pixels on every machine and thread
+  count, :mod:`compressnet.models.arithmetic`).
+
+This release writes 3 or 4 (4 when the weights have counted tables) and reads all four.
 
 Free of torch: any program can parse a header.
 """
@@ -27,8 +32,22 @@ import zlib
 from typing import NamedTuple
 
 MAGIC = b"CN"
-FORMAT_VERSION = 2  # the newest version this release writes
-SUPPORTED_VERSIONS = (1, 2)
+
+
+class FormatVersion(NamedTuple):
+    context_scheme: int  # compressnet.entropy.context_model.CONTEXT_NEIGHBOURS key
+    exact_decoder: bool  # fixed-point decoder arithmetic (portable pixels)
+
+
+VERSIONS = {1: FormatVersion(1, False), 2: FormatVersion(2, False),
+            3: FormatVersion(1, True), 4: FormatVersion(2, True)}
+FORMAT_VERSION = 4  # the newest version this release writes
+SUPPORTED_VERSIONS = tuple(VERSIONS)
+
+
+def version_for(context_scheme: int) -> int:
+    """The version this release writes for a latent coded with ``context_scheme``."""
+    return next(v for v, f in VERSIONS.items() if f == (context_scheme, True))
 MAX_SIDE = 1 << 21  # 3 LEB128 bytes
 
 

@@ -23,6 +23,7 @@ from compressnet.image import (
     to_tensor,
     to_uint8,
 )
+from compressnet.models.arithmetic import Exact
 from compressnet.models.autoencoder import DOWNSAMPLING
 from compressnet.models.io import LoadedModel, load_weights
 from compressnet.models.refine import refine_latent
@@ -78,11 +79,15 @@ class Codec:
         self.model = loaded.model
         self.cfg = loaded.model.cfg
         self.tables = loaded.tables
-        # Weights with counted five-neighbour tables write format 2 (about 10% smaller) and
-        # still read format-1 files, which carry the fingerprint without those tables.
-        self.format_version = 2 if "latent2" in loaded.tables else 1
+        # Weights with counted five-neighbour tables write format 4 (about 10% smaller than 3).
+        # Files coded with the learned tables (1, 3) carry the fingerprint without those tables.
+        counted = "latent2" in loaded.tables
+        self.format_version = bitstream.version_for(2 if counted else 1)
         self.fingerprint = loaded.fingerprint[:2]  # the one written into new files
-        self._fingerprints = {1: loaded.v1_fingerprint[:2], self.format_version: self.fingerprint}
+        self._fingerprints = {v: loaded.v1_fingerprint[:2] if f.context_scheme == 1 else
+                              self.fingerprint for v, f in bitstream.VERSIONS.items()
+                              if f.context_scheme == 1 or counted}
+        self._exact: Exact | None = None
         self.model_id = model_id
         self.name = name
         self.metadata = loaded.metadata
@@ -140,17 +145,17 @@ class Codec:
         if refine < 0:
             raise CodecError(f"refine takes a number of steps (0 or more), not {refine}")
 
-    def _latent_tables(self, version: int, keep: int) -> np.ndarray:
-        """The first ``keep`` channels' tables that format ``version`` codes the latent with
-        (its context scheme has the version's number)."""
-        return self.tables["latent2" if version == 2 else "latent"][:keep]
+    def _latent_tables(self, scheme: int, keep: int) -> np.ndarray:
+        """The first ``keep`` channels' tables of context ``scheme``."""
+        return self.tables["latent2" if scheme == 2 else "latent"][:keep]
 
     def _pack(self, analysis: _Analysis, quality: int) -> EncodeResult:
         keep, version = self.channels_sent(quality), self.format_version
+        scheme = bitstream.VERSIONS[version].context_scheme
         sym, switches, switch_tables = analysis.symbols[:keep], analysis.switches, self._switch_tables()
-        tables = self._latent_tables(version, keep)
-        payload = coder.encode(sym, tables, switches, switch_tables, scheme=version)
-        est = coder.latent_bits(sym, tables, version) + coder.switch_bits(switches, switch_tables)
+        tables = self._latent_tables(scheme, keep)
+        payload = coder.encode(sym, tables, switches, switch_tables, scheme=scheme)
+        est = coder.latent_bits(sym, tables, scheme) + coder.switch_bits(switches, switch_tables)
         h, w = analysis.height, analysis.width
         header = bitstream.Header(self.model_id, self.fingerprint, quality, h, w, version)
         return EncodeResult(bitstream.pack(header, payload), quality, h, w, est,
@@ -217,18 +222,29 @@ class Codec:
         keep = self.cfg.qualities[header.quality - 1]
         hp, wp = math.ceil(header.height / DOWNSAMPLING), math.ceil(header.width / DOWNSAMPLING)
         shapes = self._switch_shapes(hp, wp)
+        form = bitstream.VERSIONS[header.version]
         try:
-            symbols, switches = coder.decode(payload, self._latent_tables(header.version, keep),
+            symbols, switches = coder.decode(payload, self._latent_tables(form.context_scheme, keep),
                                              (keep, hp, wp), shapes, self._switch_tables(),
-                                             scheme=header.version)
+                                             scheme=form.context_scheme)
         except coder.CodingError as exc:
             raise bitstream.BitstreamError(f"corrupted payload: {exc}") from None
         y_hat = torch.zeros(1, self.cfg.latent_channels, hp, wp)
         y_hat[0, :keep] = torch.from_numpy(symbols).float() - (self.cfg.levels - 1) // 2
         given = {lv: torch.from_numpy(s)[None] for lv, s in zip(self.cfg.switch_levels, switches)}
-        with single_threaded():
-            x_hat = self.model.decode(y_hat, given or None).x_hat
+        x_hat = self._decode(y_hat, given or None, form.exact_decoder)
         return to_uint8(x_hat[..., : header.height, : header.width])
+
+    def _decode(self, y_hat: torch.Tensor, given: dict[int, torch.Tensor] | None,
+                exact: bool) -> torch.Tensor:
+        """The decoder network in the arithmetic a file's version names: exact fixed point
+        (any thread count) or, for versions 1 and 2, float32 on one thread."""
+        if exact:
+            if self._exact is None:
+                self._exact = Exact(self.model.decoder)
+            return self.model.decode(y_hat, given, self._exact).x_hat
+        with single_threaded():
+            return self.model.decode(y_hat, given).x_hat
 
     def decompress(self, data: bytes) -> Image.Image:
         return Image.fromarray(self.decompress_array(data))
@@ -242,9 +258,10 @@ class Codec:
         keep = self.channels_sent(quality)
         with single_threaded():
             y_hat, _, enc = self.model.encode(pad_to_multiple(to_tensor(arr), DOWNSAMPLING), keep)
-            given = {lv: enc.switches[lv] for lv in self.cfg.switch_levels} \
-                if self.cfg.transmits_switches else None
-            return to_uint8(self.model.decode(y_hat, given).x_hat[..., :h, :w])
+        given = {lv: enc.switches[lv] for lv in self.cfg.switch_levels} \
+            if self.cfg.transmits_switches else None
+        exact = bitstream.VERSIONS[self.format_version].exact_decoder
+        return to_uint8(self._decode(y_hat, given, exact)[..., :h, :w])
 
 
 def _describe_id(model_id: int) -> str:

@@ -76,7 +76,8 @@ def main(argv: list[str] | None = None) -> int:
         f"- Entropy coding: format version {codec.format_version}, "
         + (f"context tables counted after training ({meta['context_tables']}; "
            "`python -m compressnet.entropy.fit`)" if "context_tables" in meta
-           else "the context tables learned in training") + ".",
+           else "the context tables learned in training") + "; decoded with exact fixed-point "
+        "arithmetic (the same pixels on every machine).",
         f"- Fingerprint: {codec.fingerprint.hex()}",
         "",
         f"## Results on {len(files)} images of `{args.data}` (real file bytes)",

@@ -28,6 +28,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from compressnet.entropy.context_model import ContextModel
+from compressnet.models.arithmetic import FLOAT32, Float32
 from compressnet.models.config import ModelConfig
 from compressnet.models.layers import (
     ChannelNorm,
@@ -97,17 +98,20 @@ class Upsampler(nn.Module):
         self.out = nn.Conv2d(width, out_width, 3, padding=1)
         self.norm = ChannelNorm(out_width)
 
-    def forward(self, h: Tensor, switches: Tensor | None) -> tuple[Tensor, Tensor | None]:
-        up = F.pixel_shuffle(self.shuffle_conv(h), 2)
+    def forward(self, h: Tensor, switches: Tensor | None, ar: Float32 = FLOAT32
+                ) -> tuple[Tensor, Tensor | None]:
+        up = F.pixel_shuffle(ar.conv(self.shuffle_conv, h), 2)
         logits = None
         if self.predictor is not None:
             b, c, hh, ww = h.shape
-            logits = self.predictor(h).view(b, c, 4, hh, ww)
+            logits = ar.conv(self.predictor, h).view(b, c, 4, hh, ww)
             if switches is None:
                 switches = logits.argmax(2)
+            if not ar.keeps_logits:
+                logits = None
         if self.uses_switches:
-            up = up + unpool_with_switches(h, switches)
-        return self.norm(self.out(_act(up))), logits
+            up = ar.add(up, unpool_with_switches(h, switches))
+        return ar.norm(self.norm, ar.conv(self.out, ar.act(up))), logits
 
 
 class Decoder(nn.Module):
@@ -125,19 +129,25 @@ class Decoder(nn.Module):
             for level in range(4)])
         self.to_rgb = nn.Conv2d(w[0], 3, 7, padding=3)
 
-    def forward(self, y_hat: Tensor, switches: dict[int, Tensor] | None = None) -> DecoderOutput:
+    def forward(self, y_hat: Tensor, switches: dict[int, Tensor] | None = None,
+                ar: Float32 = FLOAT32) -> DecoderOutput:
+        """``ar``: the arithmetic (:mod:`compressnet.models.arithmetic`); the codec decodes
+        files of format 3 and later with the exact one."""
         switches = switches or {}
-        h = self.norm3(self.to_level3(_act(self.res_blocks(self.from_latent(y_hat)))))
+        h = ar.conv(self.from_latent, y_hat.to(ar.dtype))
+        for block in self.res_blocks:
+            h = block(h, ar)
+        h = ar.norm(self.norm3, ar.conv(self.to_level3, ar.act(h)))
         features: list[Tensor] = [None] * 4  # type: ignore[list-item]
         logits: dict[int, Tensor] = {}
         for level in (3, 2, 1, 0):
             features[level] = h
-            h, lg = self.ups[level](h, switches.get(level))
+            h, lg = self.ups[level](h, switches.get(level), ar)
             if lg is not None:
                 logits[level] = lg
             if level:
-                h = _act(h)
-        x_hat = self.to_rgb(_act(h)) + 0.5
+                h = ar.act(h)
+        x_hat = ar.conv(self.to_rgb, ar.act(h)) + 0.5
         return DecoderOutput(x_hat, features, logits)
 
 
@@ -166,9 +176,10 @@ class CompressNetModel(nn.Module):
         mask[:, :keep] = 1
         return y_hat * mask, symbols, enc
 
-    def decode(self, y_hat: Tensor, switches: dict[int, Tensor] | None = None) -> DecoderOutput:
+    def decode(self, y_hat: Tensor, switches: dict[int, Tensor] | None = None,
+               ar: Float32 = FLOAT32) -> DecoderOutput:
         """``switches`` only for SWWAE (the sent ones) or teacher-forced training."""
-        return self.decoder(y_hat, switches)
+        return self.decoder(y_hat, switches, ar)
 
     def forward(self, x: Tensor, keep: int | None = None, teacher_switches: bool = False
                 ) -> ForwardOutput:

@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import torch
-import torch.nn.functional as F
 from torch import Tensor, nn
+
+from compressnet.models.arithmetic import FLOAT32, Float32
 
 
 def pool_with_switches(x: Tensor) -> tuple[Tensor, Tensor]:
@@ -24,9 +25,8 @@ def pool_with_switches(x: Tensor) -> tuple[Tensor, Tensor]:
 def unpool_with_switches(x: Tensor, switches: Tensor) -> Tensor:
     """Inverse of :func:`pool_with_switches`: put each value back where its switch says."""
     b, c, h, w = x.shape
-    one_hot = F.one_hot(switches, 4).to(x.dtype)  # b c h w 4
-    out = (x.unsqueeze(-1) * one_hot).reshape(b, c, h, w, 2, 2)
-    return out.permute(0, 1, 2, 4, 3, 5).reshape(b, c, 2 * h, 2 * w)
+    out = x.new_zeros(b, c, h, w, 4).scatter_(-1, switches.unsqueeze(-1), x.unsqueeze(-1))
+    return out.view(b, c, h, w, 2, 2).permute(0, 1, 2, 4, 3, 5).reshape(b, c, 2 * h, 2 * w)
 
 
 class ChannelNorm(nn.Module):
@@ -60,8 +60,8 @@ class ResidualBlock(nn.Module):
         nn.init.zeros_(self.conv2.weight)
         nn.init.zeros_(self.conv2.bias)
 
-    def forward(self, x: Tensor) -> Tensor:
-        return x + self.conv2(F.leaky_relu(self.norm(self.conv1(x)), 0.2))
+    def forward(self, x: Tensor, ar: Float32 = FLOAT32) -> Tensor:
+        return ar.add(x, ar.conv(self.conv2, ar.act(ar.norm(self.norm, ar.conv(self.conv1, x)))))
 
 
 class SoftToHardQuantizer(nn.Module):
