@@ -203,3 +203,22 @@ def test_moving_average_is_exported_and_survives_resume(photo_folder, tmp_path):
     assert torch.equal(exported[name], ckpt["ema"][name])
     train(_cfg(photo_folder, out, 6, ema=0.5, gan_start=100), progress=False)
     assert torch.load(out / "ckpt.pt", weights_only=False)["ema_count"] == 6  # not restarted
+
+
+@pytest.mark.parametrize("arch", ["sae-spn", "swwae"])
+def test_validation_counts_the_bytes_the_codec_writes(weights_dir, arch):
+    """Held-out validation reports real file sizes: those of the codec's own files."""
+    import torch
+    from conftest import make_weights
+
+    from compressnet.models.io import load_weights
+    from compressnet.train.loop import validate
+
+    loaded = load_weights(make_weights(weights_dir, arch, seed=11))
+    codec = load(str(make_weights(weights_dir, arch, seed=11)))
+    image = photo(48, 80, seed=12)
+    x = torch.from_numpy(image).permute(2, 0, 1)[None].float() / 255
+    keeps = list(loaded.model.cfg.qualities)
+    val = validate(loaded.model, [x], keeps)
+    for quality, keep in enumerate(keeps, start=1):
+        assert val[f"k{keep}"]["bpp"] == codec.encode(image, quality).bpp

@@ -33,9 +33,11 @@ _THREADS_LOCK = threading.RLock()
 
 @contextlib.contextmanager
 def single_threaded():
-    """Run the network on one thread: PyTorch's CPU kernels may sum in another order with
-    more threads, and a last-bit difference can flip a rounded pixel or a predicted switch.
-    Decoded pixels must not depend on the caller's thread count (about 25% slower)."""
+    """Run a float32 network on one thread: PyTorch's CPU kernels may sum in another order with
+    more threads, and a last-bit difference can flip a rounded latent symbol, pixel or predicted
+    switch. The encoder runs so (a file must not depend on the caller's thread count), and so
+    does the float32 decoder of format versions 1 and 2; versions 3 and 4 decode exactly on any
+    number of threads (:mod:`compressnet.models.arithmetic`)."""
     with _THREADS_LOCK:
         before = torch.get_num_threads()
         torch.set_num_threads(1)

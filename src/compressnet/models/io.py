@@ -3,8 +3,8 @@
 The integer probability tables are stored as int32 tensors (``tables.*``) and are
 what the coder uses: they never pass through a float computation at decode time.
 The fingerprint is a hash of everything in the file that shapes the decoded
-image, so a bitstream can refuse to decode with other weights.  Format-1 files
-were coded without the counted scheme-2 tables (``tables.latent2``, added by
+image, so a bitstream can refuse to decode with other weights.  Files of format
+versions 1 and 3 were coded without the counted scheme-2 tables (``tables.latent2``, added by
 :mod:`compressnet.entropy.fit`), so they carry a fingerprint that leaves them out:
 adding those tables to a model keeps its old files decodable.
 """
@@ -32,7 +32,7 @@ class LoadedModel(NamedTuple):
     tables: dict[str, np.ndarray]  # integer coder tables
     fingerprint: bytes  # 8 bytes; bitstreams carry a prefix of it
     metadata: dict[str, str]
-    v1_fingerprint: bytes  # the same without the arrays that format-1 files do not use
+    v1_fingerprint: bytes  # the same without the arrays that format-1 and -3 files do not use
 
 
 FORMAT2_ONLY = ("tables.latent2",)
