@@ -33,7 +33,8 @@ def test_compress_decompress_info(tmp_path, image_file, spn_weights, capsys):
     out = capsys.readouterr().out
     assert cnet.is_file() and f"{cnet.stat().st_size} bytes" in out and "q1" in out
     assert cli.main(["info", str(cnet)]) == 0
-    assert "quality 1, 72x40" in capsys.readouterr().out
+    info = capsys.readouterr().out
+    assert "quality 1, 72x40" in info and "format v4 (counted tables, exact decoder)" in info
     assert cli.main(["decompress", str(cnet), "--model", str(spn_weights)]) == 0
     decoded = Image.open(tmp_path / "photo.decoded.png")
     assert decoded.size == (72, 40) and decoded.mode == "RGB"

@@ -91,8 +91,11 @@ def cmd_info(args: argparse.Namespace) -> int:
             model = "user weights file" if header.model_id == zoo.CUSTOM_MODEL_ID else \
                 f"unknown id {header.model_id}"
         bpp = len(data) * 8 / (header.width * header.height)
+        form = bitstream.VERSIONS[header.version]
         print(f"{src}: model {model}, quality {header.quality}, {header.width}x{header.height}, "
-              f"{len(data)} bytes, {bpp:.4f} bpp, format v{header.version}, "
+              f"{len(data)} bytes, {bpp:.4f} bpp, format v{header.version} "
+              f"({'counted' if form.context_scheme == 2 else 'learned'} tables, "
+              f"{'exact' if form.exact_decoder else 'float32'} decoder), "
               f"weights {header.fingerprint.hex()}")
     return 0
 

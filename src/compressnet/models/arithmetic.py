@@ -127,15 +127,18 @@ class Exact:
         by_taps = cout < cin and k > 3
         per_row = 8 * (width + 2 * pad) * k * k * (cout if by_taps else cin)
         rows = max(1, _BAND_BYTES // per_row)
-        xp = F.pad(x, (pad, pad, pad, pad) if by_taps else (0, 0, pad, pad))
-        taps = weight.permute(2, 3, 0, 1).reshape(k * k * cout, cin)
         out = torch.empty(batch, cout, height, width, dtype=torch.float64)
+        if not by_taps:
+            xp = F.pad(x, (0, 0, pad, pad))
+            for r0 in range(0, height, rows):
+                r1 = min(height, r0 + rows)
+                out[:, :, r0:r1] = F.conv2d(xp[:, :, r0:r1 + 2 * pad], weight, bias, padding=(0, pad))
+            return to_grid(out)
+        xp = F.pad(x, (pad, pad, pad, pad))
+        taps = weight.permute(2, 3, 0, 1).reshape(k * k * cout, cin)
         for r0 in range(0, height, rows):
             r1 = min(height, r0 + rows)
             band = xp[:, :, r0:r1 + 2 * pad]
-            if not by_taps:
-                out[:, :, r0:r1] = F.conv2d(band, weight, bias, padding=(0, pad))
-                continue
             for i in range(batch):
                 z = (taps @ band[i].reshape(cin, -1)).view(k, k, cout, r1 - r0 + 2 * pad, -1)
                 acc = bias.view(cout, 1, 1).repeat(1, r1 - r0, width)
