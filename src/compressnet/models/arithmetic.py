@@ -23,7 +23,8 @@ How :class:`Exact` makes every machine agree:
 The grid trades activation precision against weight precision (their bits share float64's 53):
 2^-18 and 2^10 keep the decoder closest to float32 (on kodim23, 973 of 1,179,648 values differ
 by one level from the float32 decoder, against 4,221 with 2^-16 and 2^12). The price: float64
-convolutions, about 2x slower than float32 on one thread, but any number of threads may run them.
+convolutions. On one thread the default model's decoder network takes 6.7 s for a 768x512 image,
+against 2.4 s in float32. Any number of threads may run them: 3.4 s on 2 threads.
 """
 
 from __future__ import annotations
