@@ -98,7 +98,7 @@ def weight_grid_exponents(weight: np.ndarray, bias: np.ndarray) -> np.ndarray:
     return exps
 
 
-class Exact:
+class Exact(Float32):
     """Fixed-point decoding carried in float64; see the module docstring. Built once per
     decoder from its (fp16-stored) weights."""
 
