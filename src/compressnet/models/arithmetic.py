@@ -41,6 +41,7 @@ ACT_MAGNITUDE_BITS = 10  # and at most 2^10 in magnitude
 _SUM_BITS = 52  # one bit below float64's 53-bit significand, for margin
 _MAX_WEIGHT_BITS = 40
 _BAND_BYTES = 64 << 20  # scratch memory per convolution band
+LEAKY_SLOPE = 0.2  # the networks' LeakyReLU, in both arithmetics
 
 
 class Float32:
@@ -56,7 +57,7 @@ class Float32:
         return norm(x)
 
     def act(self, x: Tensor) -> Tensor:
-        return F.leaky_relu(x, 0.2)
+        return F.leaky_relu(x, LEAKY_SLOPE)
 
     def add(self, a: Tensor, b: Tensor) -> Tensor:
         return a + b
@@ -161,7 +162,7 @@ class Exact(Float32):
     # Decoding only: the decoder never reads an activation's or a sum's input again, so these
     # work in place, as norm does (a decode's peak is a few full-resolution float64 maps).
     def act(self, x: Tensor) -> Tensor:
-        return to_grid(F.leaky_relu_(x, 0.2))
+        return to_grid(F.leaky_relu_(x, LEAKY_SLOPE))
 
     def add(self, a: Tensor, b: Tensor) -> Tensor:
         return to_grid(a.add_(b))

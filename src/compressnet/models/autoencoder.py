@@ -41,8 +41,7 @@ from compressnet.models.layers import (
 DOWNSAMPLING = 16
 
 
-def _act(x: Tensor) -> Tensor:
-    return F.leaky_relu(x, 0.2)
+_act = FLOAT32.act  # the encoder always runs in float32
 
 
 class EncoderOutput(NamedTuple):
