@@ -42,7 +42,7 @@ def test_bundled_sae_and_swwae_round_trip(name):
 
 def golden(version: int) -> tuple[bytes, np.ndarray]:
     """A file the default model wrote in format ``version``, and its decoded pixels. Versions 2
-    and 4 carry the same payload; 4 is decoded with exact arithmetic."""
+    and 4 carry the same payload; 4 is decoded with exact arithmetic; 6 adds the colour layer."""
     data = (ROOT / "tests" / "data" / f"sae-spn-lite-v{version}.cnet").read_bytes()
     return data, open_image(ROOT / "tests" / "data" / f"sae-spn-lite-v{version}.png")
 
@@ -54,24 +54,30 @@ def test_files_from_earlier_releases_still_decode(version):
     header, _ = bitstream.unpack(data)
     assert (header.version, header.quality, header.height, header.width) == (version, 4, 128, 192)
     codec = load_for_header(data)
-    assert codec.format_version == 4  # the bundled default writes format 4 and reads all
+    assert codec.format_version == 6  # the bundled default writes format 6 and reads all
     decoded = codec.decompress_array(data)
     # the same latent symbols; float32 sums may differ in a last bit on other CPUs
     diff = np.abs(decoded.astype(int) - expected.astype(int))
     assert diff.max() <= 1 and (diff == 0).mean() > 0.99
 
 
-def test_exact_format_decodes_to_the_same_pixels_on_every_machine():
-    """Format 4 (exact arithmetic) must decode to these pixels bit for bit. Other machines are
-    stood in for by other kernels: oneDNN's SSE4.1 code, ATen's scalar code, 1 and 2 threads
-    (float32 decoding moves some of these pixels by one level under the same settings)."""
-    data, expected = golden(4)
-    assert bitstream.unpack(data)[0] == bitstream.unpack(golden(2)[0])[0]._replace(version=4)
+@pytest.mark.parametrize("version", [4, 6])
+def test_exact_formats_decode_to_the_same_pixels_on_every_machine(version):
+    """Formats 4 and 6 (exact arithmetic; 6 adds the colour layer) must decode to these pixels
+    bit for bit. Other machines are stood in for by other kernels: oneDNN's SSE4.1 code, ATen's
+    scalar code, 1 and 2 threads (float32 decoding moves some of these pixels by one level under
+    the same settings)."""
+    data, expected = golden(version)
+    if version == 4:
+        assert bitstream.unpack(data)[0] == bitstream.unpack(golden(2)[0])[0]._replace(version=4)
+    else:  # a crop whose sides are not multiples of 16 or of the colour block (48 at quality 4)
+        header = bitstream.unpack(data)[0]
+        assert (header.version, header.quality, header.height, header.width) == (6, 4, 120, 200)
     np.testing.assert_array_equal(load_for_header(data).decompress_array(data), expected)
     script = ("import sys, numpy, torch, compressnet; torch.set_num_threads(int(sys.argv[1])); "
               "data = open(sys.argv[2], 'rb').read(); "
               "sys.stdout.write(compressnet.load().decompress_array(data).tobytes().hex())")
-    path = ROOT / "tests" / "data" / "sae-spn-lite-v4.cnet"
+    path = ROOT / "tests" / "data" / f"sae-spn-lite-v{version}.cnet"
     for env, threads in [({}, 1), ({"ONEDNN_MAX_CPU_ISA": "SSE41", "ATEN_CPU_CAPABILITY": "default"}, 2)]:
         out = subprocess.run([sys.executable, "-c", script, str(threads), str(path)], check=True,
                              capture_output=True, text=True, env={**os.environ, **env}).stdout

@@ -118,3 +118,17 @@ def test_plot_overlays_published_curves_and_rejects_bad_json(tmp_path, capsys):
     assert cli.main(["plot", str(ref), "-o", str(tmp_path / "p.png")]) == 0
     assert cli.main(["plot", str(ref), str(bad), "-o", str(tmp_path / "q.png")]) == 1
     assert "CompressAI's results format" in capsys.readouterr().err
+
+
+def test_eval_without_the_colour_layer_is_its_own_curve(eval_run, tmp_path):
+    """Files without the colour layer are smaller: their curve gets its own name and cache."""
+    folder, out, args = eval_run
+    plain = tmp_path / "plain"
+    argv = [a if a != str(out) else str(plain) for a in args]
+    argv[argv.index("--codecs") + 1:argv.index("--target-bpp")] = []
+    assert cli.main([*argv, "--no-colour-layer", "--no-report"]) == 0
+    name = spn_name(plain)
+    assert name == spn_name(out) + "-no-colour-layer"
+    with_layer = json.loads((out / f"{spn_name(out)}.json").read_text())["results"]["bpp"]
+    without = json.loads((plain / f"{name}.json").read_text())["results"]["bpp"]
+    assert all(w < c for w, c in zip(without, with_layer))

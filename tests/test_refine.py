@@ -65,7 +65,7 @@ def test_loaded_model_counts_the_coders_bits(tiny_codec):
     img = photo(64, 96, seed=1)
     quality = max(tiny_codec.qualities)
     keep = tiny_codec.channels_sent(quality)
-    result = tiny_codec.encode(img, quality)
+    result = tiny_codec.encode(img, quality, colour=False)
     analysis = tiny_codec._analyse(img)
     entropy = tiny_codec.model.entropy
     symbols = torch.from_numpy(analysis.symbols)[None]

@@ -1,10 +1,10 @@
 """The ``.cnet`` container: a 13-to-17-byte header and the range-coded payload.
 
-Layout (format versions 1 to 4)::
+Layout (format versions 1 to 6)::
 
     offset  size  field
     0       2     magic b"CN"
-    2       1     format version (1 to 4)
+    2       1     format version (1 to 6)
     3       1     model id (stable, see compressnet.zoo; 0 = a user's weights file)
     4       2     weights fingerprint (first 2 bytes), so other weights are refused
     6       1     quality (1 = the lowest rate)
@@ -13,15 +13,18 @@ Layout (format versions 1 to 4)::
     .       4     CRC-32 of every byte before it and of the payload
     .       ...   payload: 32-bit little-endian range-coder words
 
-Versions share this layout and differ in two choices (:data:`VERSIONS`):
+Versions share this layout and differ in three choices (:data:`VERSIONS`):
 
 - the latent's context tables: the two-neighbour tables learned in training (scheme 1), or
   the five-neighbour tables counted after it (scheme 2, :mod:`compressnet.entropy.fit`);
 - the decoder's arithmetic: float32 (versions 1 and 2; pixels can differ by one level between
-  CPUs) or exact fixed point (versions 3 and 4; the same pixels on every machine and thread
-  count, :mod:`compressnet.models.arithmetic`).
+  CPUs) or exact fixed point (versions 3 to 6; the same pixels on every machine and thread
+  count, :mod:`compressnet.models.arithmetic`);
+- a colour layer first in the payload (versions 5 and 6): block means of the photo that the
+  decoder puts back (:mod:`compressnet.colour_layer`).
 
-This release writes 3 or 4 (4 when the weights have counted tables) and reads all four.
+This release writes 5 or 6 (6 when the weights have counted tables), or 3 or 4 without the
+colour layer, and reads all six.
 
 Free of torch: any program can parse a header.
 """
@@ -37,17 +40,27 @@ MAGIC = b"CN"
 class FormatVersion(NamedTuple):
     context_scheme: int  # compressnet.entropy.context_model.CONTEXT_NEIGHBOURS key
     exact_decoder: bool  # fixed-point decoder arithmetic (portable pixels)
+    colour_layer: bool = False  # the payload starts with a colour layer
 
 
 VERSIONS = {1: FormatVersion(1, False), 2: FormatVersion(2, False),
-            3: FormatVersion(1, True), 4: FormatVersion(2, True)}
-FORMAT_VERSION = 4  # the newest version this release writes
+            3: FormatVersion(1, True), 4: FormatVersion(2, True),
+            5: FormatVersion(1, True, True), 6: FormatVersion(2, True, True)}
+FORMAT_VERSION = 6  # the newest version this release writes
 SUPPORTED_VERSIONS = tuple(VERSIONS)
 
 
-def version_for(context_scheme: int) -> int:
+def version_for(context_scheme: int, colour_layer: bool = True) -> int:
     """The version this release writes for a latent coded with ``context_scheme``."""
-    return next(v for v, f in VERSIONS.items() if f == (context_scheme, True))
+    return next(v for v, f in VERSIONS.items() if f == (context_scheme, True, colour_layer))
+
+
+def describe(version: int) -> str:
+    """What a version means, for people: e.g. "counted tables, exact decoder, colour layer"."""
+    form = VERSIONS[version]
+    parts = ["counted tables" if form.context_scheme == 2 else "learned tables",
+             "exact decoder" if form.exact_decoder else "float32 decoder"]
+    return ", ".join(parts + (["colour layer"] if form.colour_layer else []))
 MAX_SIDE = 1 << 21  # 3 LEB128 bytes
 
 

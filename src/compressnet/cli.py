@@ -39,6 +39,7 @@ def _outputs(inputs: list[str], out: str | None, out_dir: str | None, make_name)
 
 def cmd_compress(args: argparse.Namespace) -> int:
     codec = load(args.model)
+    codec.writes_colour_layer = not args.no_colour_layer
     outputs = _outputs(args.inputs, args.output, args.out_dir, lambda p: p.stem + CNET_SUFFIX)
     for src, dst in zip(args.inputs, outputs):
         pixels = open_image(src)
@@ -91,12 +92,9 @@ def cmd_info(args: argparse.Namespace) -> int:
             model = "user weights file" if header.model_id == zoo.CUSTOM_MODEL_ID else \
                 f"unknown id {header.model_id}"
         bpp = len(data) * 8 / (header.width * header.height)
-        form = bitstream.VERSIONS[header.version]
         print(f"{src}: model {model}, quality {header.quality}, {header.width}x{header.height}, "
               f"{len(data)} bytes, {bpp:.4f} bpp, format v{header.version} "
-              f"({'counted' if form.context_scheme == 2 else 'learned'} tables, "
-              f"{'exact' if form.exact_decoder else 'float32'} decoder), "
-              f"weights {header.fingerprint.hex()}")
+              f"({bitstream.describe(header.version)}), weights {header.fingerprint.hex()}")
     return 0
 
 
@@ -111,8 +109,9 @@ def cmd_models(args: argparse.Namespace) -> int:
         print(f"{entry.name} (id {entry.model_id}){default}, {codec.cfg.arch} {codec.cfg.preset}:")
         measured = zoo.kodak_results(entry)
         for q in codec.qualities:
-            line = (f"  q{q}: {codec.channels_sent(q):2d} latent channels, fixed-length bound "
-                    f"{codec.fixed_length_bpp(q, 512, 768):.4f} bpp")
+            line = (f"  q{q}: {codec.channels_sent(q):2d} latent channels (fixed-length bound "
+                    f"{codec.fixed_length_bpp(q, 512, 768):.4f} bpp), colour blocks of "
+                    f"{codec.colour_block(q)} px")
             if measured and q in measured:
                 bpp, db, msssim = measured[q]
                 line += f"; Kodak: {bpp:.4f} bpp, {db:.2f} dB, MS-SSIM {msssim:.4f}"
@@ -149,6 +148,8 @@ def cmd_eval(args: argparse.Namespace) -> int:
         compare.Scorer(*scorer_paths)  # fail early, with one clear line, on a bad weights file
     cache = compare.Cache(out / "cache", tag="|".join(str(p) for p in scorer_paths if p))
     codecs = [load(m) for m in args.models]
+    for codec in codecs:
+        codec.writes_colour_layer = not args.no_colour_layer
     items = []
     for codec in codecs:
         items += compare.run_learned(codec, files, args.qualities or list(codec.qualities), cache,
@@ -244,6 +245,9 @@ def build_parser() -> argparse.ArgumentParser:
                    help="search STEPS optimisation steps for a better latent per image: better "
                         "at about the same rate, any reader decodes it; each step costs about "
                         "one encode+decode (try 10)")
+    p.add_argument("--no-colour-layer", action="store_true",
+                   help="leave out the colour layer (block colours sent beside the latent; "
+                        "format 4 instead of 6)")
     p.add_argument("--force", action="store_true", help="overwrite existing outputs")
     p.set_defaults(func=cmd_compress)
 
@@ -290,6 +294,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--reference", nargs="*", default=[], help="CompressAI JSON curves to overlay")
     p.add_argument("--log-x", action="store_true", help="log rate axis")
     p.add_argument("--max-bpp", type=float, default=0.5, help="plot range")
+    p.add_argument("--no-colour-layer", action="store_true", help="encode the models without it")
     p.add_argument("--report-quality", type=int, default=1, help="model quality shown in the report")
     p.add_argument("--no-report", action="store_true")
     p.add_argument("--lpips-backbone", help="torchvision-format AlexNet/VGG16 state dict (.pth)")

@@ -3,17 +3,21 @@
 The tables are integer frequencies summing to ``2**TABLE_PRECISION``; they reach
 constriction as the exactly representable floats ``freq / 2**16`` with
 ``perfect=False``, so encoder and decoder quantise them identically on every
-machine.  Symbols are coded channel by channel, row by row, left to right.  In
-context scheme 1 each row is one vectorised call, because its contexts (the row
+machine.  Format versions 5 and 6 start the stream with the colour layer
+(:mod:`compressnet.colour_layer`).  Symbols are coded channel by channel, row by
+row, left to right.  In context scheme 1 each row is one vectorised call, because its contexts (the row
 above, the previous channel) are already known to the decoder; scheme 2 also
 looks left, so its decoder finishes each symbol before the next one's context.
 """
 
 from __future__ import annotations
 
+from typing import NamedTuple
+
 import constriction
 import numpy as np
 
+from compressnet import colour_layer
 from compressnet.entropy.context_model import (
     CONTEXT_NEIGHBOURS,
     TABLE_PRECISION,
@@ -26,6 +30,12 @@ _FAMILY = constriction.stream.model.Categorical(perfect=False)
 
 class CodingError(ValueError):
     """The payload does not decode (corrupted or truncated)."""
+
+
+class Decoded(NamedTuple):
+    latent: np.ndarray  # (k, h, w) symbols
+    switches: list[np.ndarray]  # SWWAE's sent switches, else empty
+    colour: colour_layer.ColourLayer | None  # format versions 5 and 6
 
 
 def _probs(freqs: np.ndarray) -> np.ndarray:
@@ -51,10 +61,13 @@ def switch_bits(switches: list[np.ndarray], tables: list[np.ndarray]) -> float:
 
 def encode(symbols: np.ndarray, tables: np.ndarray,
            switches: list[np.ndarray] = (), switch_tables: list[np.ndarray] = (),
-           scheme: int = 1) -> bytes:
-    """Code the latent (k, h, w) and optional switches (each (C_l, h_l, w_l)) into bytes."""
+           scheme: int = 1, colour: colour_layer.ColourLayer | None = None) -> bytes:
+    """Code the optional colour layer, the latent (k, h, w) and optional switches (each
+    (C_l, h_l, w_l)) into bytes."""
     levels = tables.shape[-1]
     enc = constriction.stream.queue.RangeEncoder()
+    if colour is not None:
+        colour_layer.encode_into(enc, colour)
     ctx = latent_contexts_np(symbols, levels, scheme)
     c = np.arange(symbols.shape[0])[:, None, None]
     probs = _probs(tables[c, ctx].reshape(-1, levels))
@@ -96,9 +109,10 @@ def _decode_row(dec, probs: np.ndarray, out: np.ndarray, ch: int, i: int, scheme
 
 def decode(payload: bytes, tables: np.ndarray, shape: tuple[int, int, int],
            switch_shapes: list[tuple[int, int, int]] = (),
-           switch_tables: list[np.ndarray] = (), scheme: int = 1
-           ) -> tuple[np.ndarray, list[np.ndarray]]:
-    """Inverse of :func:`encode`; ``shape`` is (k, h, w) of the latent."""
+           switch_tables: list[np.ndarray] = (), scheme: int = 1,
+           colour_size: tuple[int, int] | None = None) -> Decoded:
+    """Inverse of :func:`encode`; ``shape`` is (k, h, w) of the latent, ``colour_size`` the
+    image's (height, width) when the stream starts with a colour layer."""
     if len(payload) % 4:
         raise CodingError("payload length is not a whole number of 32-bit words")
     words = np.frombuffer(payload, dtype="<u4").astype(np.uint32)
@@ -106,6 +120,7 @@ def decode(payload: bytes, tables: np.ndarray, shape: tuple[int, int, int],
     k, h, w = shape
     try:
         dec = constriction.stream.queue.RangeDecoder(words)
+        colour = colour_layer.decode_from(dec, *colour_size) if colour_size else None
         out = np.empty((k, h, w), dtype=np.int64)
         for ch in range(k):
             probs = _probs(tables[ch])
@@ -122,4 +137,4 @@ def decode(payload: bytes, tables: np.ndarray, shape: tuple[int, int, int],
         raise CodingError(f"payload does not decode ({exc})") from None
     if int(out.max(initial=0)) >= levels or int(out.min(initial=0)) < 0:
         raise CodingError("payload decodes to symbols out of range")
-    return out, switches
+    return Decoded(out, switches, colour)

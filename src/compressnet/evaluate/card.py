@@ -73,11 +73,14 @@ def main(argv: list[str] | None = None) -> int:
         f"- Training: {meta.get('steps', '?')} steps, {hours:.1f} h wall-clock on "
         f"{meta.get('hardware', '2 CPU cores')}; data: {meta.get('data', 'shared/data/train')}.",
         f"- Command: `{args.command or meta.get('command', '(not recorded)')}`",
-        f"- Entropy coding: format version {codec.format_version}, "
+        f"- Entropy coding: format version {codec.version_written()}, "
         + (f"context tables counted after training ({meta['context_tables']}; "
            "`python -m compressnet.entropy.fit`)" if "context_tables" in meta
-           else "the context tables learned in training") + "; decoded with exact fixed-point "
-        "arithmetic (the same pixels on every machine).",
+           else "the context tables learned in training") + "; a colour layer of block means "
+        f"(blocks of {', '.join(str(codec.colour_block(q)) for q in codec.qualities)} pixels at "
+        f"qualities {codec.qualities[0]} to {codec.qualities[-1]}, `compressnet.colour_layer`)"
+        + ("" if codec.writes_colour_layer else ", left out here (`--no-colour-layer`)")
+        + "; decoded with exact fixed-point arithmetic (the same pixels on every machine).",
         f"- Fingerprint: {codec.fingerprint.hex()}",
         "",
         f"## Results on {len(files)} images of `{args.data}` (real file bytes)",

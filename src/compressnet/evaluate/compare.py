@@ -104,7 +104,8 @@ def classical_rows(name: str, path: str, targets: tuple[float, ...]) -> list[tup
 
 def learned_name(codec, refine: int = 0) -> str:
     """Rows of a refined encoder are their own curve: ``sae-spn-lite+refine10``."""
-    return f"{codec.name}+refine{refine}" if refine else codec.name
+    name = codec.name if codec.writes_colour_layer else f"{codec.name}-no-colour-layer"
+    return f"{name}+refine{refine}" if refine else name
 
 
 def learned_rows(codec, path: Path, qualities: list[int], refine: int = 0
@@ -186,7 +187,7 @@ def run_learned(codec, files: list[Path], qualities: list[int], cache: Cache,
                 progress: bool = True, scorer_paths: tuple = (), refine: int = 0) -> Items:
     global _SCORER
     name = learned_name(codec, refine)
-    key = f"{codec.fingerprint.hex()}:" + ",".join(map(str, qualities))
+    key = f"{codec.fingerprint.hex()}:v{codec.version_written()}:" + ",".join(map(str, qualities))
     items: Items = []
     for f in tqdm(files, desc=name, disable=not progress, unit="img"):
         cached = cache.get(name, f, key)

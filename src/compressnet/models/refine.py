@@ -15,6 +15,7 @@ decode bit-exactly with any release that reads the model.
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 
 import torch
 from torch import Tensor
@@ -42,13 +43,16 @@ def objective(model: CompressNetModel, x_hat: Tensor, target: Tensor, y: Tensor,
 
 def refine_latent(model: CompressNetModel, x: Tensor, y: Tensor, keep: int, steps: int,
                   switches: dict[int, Tensor] | None = None,
-                  size: tuple[int, int] | None = None) -> Tensor:
+                  size: tuple[int, int] | None = None,
+                  correct: Callable[[Tensor], Tensor] | None = None) -> Tensor:
     """Symbols (B, C, h, w) of the best latent found in ``steps`` steps from ``y``.
 
     ``x`` is the padded image in [0, 1] and ``size`` its true (height, width): padding is
     not scored. Only the first ``keep`` channels are searched (the others are not sent);
-    ``switches`` are the sent ones (SWWAE). The encoder's own latent is a candidate too,
-    so the result never scores worse than it on the objective.
+    ``switches`` are the sent ones (SWWAE); ``correct`` is what the decoder does after the
+    network (the colour layer), so the search scores the image the reader will see. The
+    encoder's own latent is a candidate too, so the result never scores worse than it on the
+    objective.
     """
     h, w = size or x.shape[-2:]
     target = x[..., :h, :w]
@@ -61,6 +65,8 @@ def refine_latent(model: CompressNetModel, x: Tensor, y: Tensor, keep: int, step
         for step in range(steps + 1):
             y_hat, symbols = model.quantizer.straight_through(y)
             x_hat = model.decode(y_hat * mask, switches).x_hat[..., :h, :w]
+            if correct is not None:
+                x_hat = correct(x_hat)
             loss = objective(model, x_hat, target, y, symbols, keep)
             if loss.item() < best:
                 best, best_symbols = loss.item(), symbols

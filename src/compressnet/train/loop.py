@@ -136,7 +136,7 @@ def validate(model: CompressNetModel, images: list[torch.Tensor], keeps: list[in
             payload = coder.encode(res.symbols[0, :keep].cpu().numpy(), tables["latent"][:keep],
                                    switches, switch_tables)
             header = bitstream.Header(zoo.CUSTOM_MODEL_ID, b"\0\0", 1, h, w,
-                                      bitstream.version_for(1))
+                                      bitstream.version_for(1, colour_layer=False))
             bpp_sum += len(bitstream.pack(header, payload)) * 8 / (h * w)
         out[f"k{keep}"] = {"psnr": losses.psnr(mse_sum / len(images)),
                            "bpp": bpp_sum / len(images), "bpp_est": est_sum / len(images)}

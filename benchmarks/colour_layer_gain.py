@@ -1,0 +1,49 @@
+"""What the colour layer buys on Kodak: the default model's files with it against without it.
+
+    compressnet eval ../shared/data/kodak --models sae-spn --codecs --no-colour-layer \
+        --no-report -o results/no-colour-layer
+    python benchmarks/colour_layer_gain.py
+
+Reads the model card's results (with the layer, ``docs/cards/sae-spn-lite.json``) and the eval's
+results without it, and prints both per quality and the BD-rate of "with" against "without"
+(negative: fewer bits for the same PSNR or MS-SSIM).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+
+from compressnet.evaluate.bdrate import bd_rate
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--with-layer", default=str(ROOT / "docs" / "cards" / "sae-spn-lite.json"))
+    parser.add_argument("--without", default=str(
+        ROOT / "results" / "no-colour-layer" / "sae-spn-lite-no-colour-layer.json"))
+    args = parser.parse_args()
+    with_layer = json.loads(Path(args.with_layer).read_text())["results"]
+    without = json.loads(Path(args.without).read_text())["results"]
+    if without["point"] != [f"q{q}" for q in with_layer["quality"]]:
+        raise SystemExit("the two results do not cover the same qualities")
+    print("| quality | bpp without | PSNR without | MS-SSIM without | bpp with | PSNR with | MS-SSIM with |")
+    print("|---|---|---|---|---|---|---|")
+    for i, q in enumerate(with_layer["quality"]):
+        print(f"| {q} | {without['bpp'][i]:.4f} | {without['psnr-rgb'][i]:.2f} | "
+              f"{without['ms-ssim-rgb'][i]:.4f} | {with_layer['bpp'][i]:.4f} | "
+              f"{with_layer['psnr-rgb'][i]:.2f} | {with_layer['ms-ssim-rgb'][i]:.4f} |")
+    for key, label in (("psnr-rgb", "PSNR"), ("ms-ssim-rgb", "MS-SSIM")):
+        try:
+            change = f"{bd_rate(without['bpp'], without[key], with_layer['bpp'], with_layer[key]):+.1f}%"
+        except ValueError as exc:
+            change = f"- ({exc})"
+        print(f"\nBD-rate ({label}) of the colour layer against none: {change}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
