@@ -153,11 +153,12 @@ class Codec:
         switches = [s[0].numpy() for s in given.values()] if given else []
         return _Analysis(h, w, arr, symbols[0].numpy(), switches, x, enc.y, given)
 
-    def _colour_layer(self, analysis: _Analysis, quality: int, colour: bool | None
+    def _colour_layer(self, pixels: np.ndarray, quality: int, colour: bool | None
                       ) -> colour_layer.ColourLayer | None:
+        """The layer a new file at ``quality`` carries, or None for formats without one."""
         if not bitstream.VERSIONS[self.version_written(colour)].colour_layer:
             return None
-        return colour_layer.analyse(analysis.pixels, self.colour_block(quality), COLOUR_STEP)
+        return colour_layer.analyse(pixels, self.colour_block(quality), COLOUR_STEP)
 
     def _refine(self, analysis: _Analysis, quality: int, steps: int, colour: bool | None = None
                 ) -> _Analysis:
@@ -165,7 +166,7 @@ class Codec:
         (:mod:`compressnet.models.refine`) and scored after the colour layer's correction:
         slower, better at about the same rate."""
         a = analysis
-        layer = self._colour_layer(a, quality, colour)
+        layer = self._colour_layer(a.pixels, quality, colour)
         correct = colour_layer.differentiable_correction(layer, a.height, a.width) if layer else None
         with single_threaded():
             symbols = refine_latent(self.model, a.x, a.y, self.channels_sent(quality), steps,
@@ -192,7 +193,7 @@ class Codec:
         scheme = bitstream.VERSIONS[version].context_scheme
         sym, switches, switch_tables = analysis.symbols[:keep], analysis.switches, self._switch_tables()
         tables = self._latent_tables(scheme, keep)
-        layer = self._colour_layer(analysis, quality, colour)
+        layer = self._colour_layer(analysis.pixels, quality, colour)
         payload = coder.encode(sym, tables, switches, switch_tables, scheme=scheme, colour=layer)
         est = coder.latent_bits(sym, tables, scheme) + coder.switch_bits(switches, switch_tables)
         if layer is not None:
@@ -312,10 +313,8 @@ class Codec:
             if self.cfg.transmits_switches else None
         exact = bitstream.VERSIONS[self.format_version].exact_decoder
         pixels = to_uint8(self._decode(y_hat, given, exact)[..., :h, :w])
-        if not bitstream.VERSIONS[self.version_written(colour)].colour_layer:
-            return pixels
-        return colour_layer.apply(pixels, colour_layer.analyse(arr, self.colour_block(quality),
-                                                               COLOUR_STEP))
+        layer = self._colour_layer(arr, quality, colour)
+        return colour_layer.apply(pixels, layer) if layer else pixels
 
 
 def _describe_id(model_id: int) -> str:

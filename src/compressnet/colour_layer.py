@@ -54,16 +54,21 @@ def grid_shape(height: int, width: int, block: int) -> tuple[int, int]:
     return -(-height // block), -(-width // block)
 
 
+def _block_counts(height: int, width: int, block: int) -> np.ndarray:
+    """Pixels per block (gh, gw, 1): edge blocks of a side that is no multiple have fewer."""
+    gh, gw = grid_shape(height, width, block)
+    rows = np.minimum(block, height - block * np.arange(gh))
+    cols = np.minimum(block, width - block * np.arange(gw))
+    return (rows[:, None] * cols[None, :])[..., None].astype(np.int64)
+
+
 def _block_sums(arr: np.ndarray, block: int) -> tuple[np.ndarray, np.ndarray]:
     """Exact per-block sums (gh, gw, 3) and pixel counts (gh, gw, 1) of an (H, W, 3) image."""
     h, w, _ = arr.shape
     gh, gw = grid_shape(h, w, block)
     padded = np.zeros((gh * block, gw * block, 3), dtype=np.int64)
     padded[:h, :w] = arr
-    sums = padded.reshape(gh, block, gw, block, 3).sum((1, 3))
-    rows = np.minimum(block, h - block * np.arange(gh))
-    cols = np.minimum(block, w - block * np.arange(gw))
-    return sums, (rows[:, None] * cols[None, :])[..., None].astype(np.int64)
+    return padded.reshape(gh, block, gw, block, 3).sum((1, 3)), _block_counts(h, w, block)
 
 
 def max_mean(step: int) -> int:
@@ -113,8 +118,7 @@ def differentiable_correction(layer: ColourLayer, height: int, width: int
 
     b = layer.block
     gh, gw = layer.means.shape[:2]
-    _, n = _block_sums(np.zeros((height, width, 3), dtype=np.uint8), b)
-    counts = torch.from_numpy(n[..., 0]).float()
+    counts = torch.from_numpy(_block_counts(height, width, b)[..., 0]).float()
     target = torch.from_numpy(layer.means * layer.step).float().permute(2, 0, 1) / 255
 
     def matrix(size: int, nodes: int) -> torch.Tensor:
