@@ -10,6 +10,7 @@ from conftest import photo
 from PIL import Image
 
 from compressnet.codec import load
+from compressnet.metrics import psnr
 from compressnet.train.data import find_images
 from compressnet.train.loop import TrainConfig, train
 
@@ -205,9 +206,10 @@ def test_moving_average_is_exported_and_survives_resume(photo_folder, tmp_path):
     assert torch.load(out / "ckpt.pt", weights_only=False)["ema_count"] == 6  # not restarted
 
 
-@pytest.mark.parametrize("arch", ["sae-spn", "swwae"])
-def test_validation_counts_the_bytes_the_codec_writes(weights_dir, arch):
-    """Held-out validation reports real file sizes: those of the codec's own files."""
+@pytest.mark.parametrize(("arch", "colour"), [("sae-spn", False), ("swwae", False), ("sae-spn", True)])
+def test_validation_counts_the_bytes_the_codec_writes(weights_dir, arch, colour):
+    """Held-out validation reports real file sizes: those of the codec's own files, with the
+    colour layer when training scores through it."""
     import torch
     from conftest import make_weights
 
@@ -219,7 +221,26 @@ def test_validation_counts_the_bytes_the_codec_writes(weights_dir, arch):
     image = photo(48, 80, seed=12)
     x = torch.from_numpy(image).permute(2, 0, 1)[None].float() / 255
     keeps = list(loaded.model.cfg.qualities)
-    val = validate(loaded.model, [x], keeps)
+    val = validate(loaded.model, [x], keeps, colour=colour)
     for quality, keep in enumerate(keeps, start=1):
-        # validation measures the network's own bytes: the codec's files without colour layer
-        assert val[f"k{keep}"]["bpp"] == codec.encode(image, quality, colour=False).bpp
+        encoded = codec.encode(image, quality, colour=colour)
+        assert val[f"k{keep}"]["bpp"] == encoded.bpp
+        # the float network against the codec's exact decoder: the same picture to a rounding
+        decoded = codec.decompress_array(encoded.data)
+        assert val[f"k{keep}"]["psnr"] == pytest.approx(psnr(image, decoded), abs=0.05)
+        assert 0 < val[f"k{keep}"]["ms_ssim"] <= 1
+
+
+def test_colour_layer_in_the_loop_scores_the_corrected_output(photo_folder, tmp_path):
+    """With ``colour_layer`` the loss sees the output after the crop's block means are put
+    back: an untrained network's colours are off, so its first error is smaller."""
+    first = {}
+    for colour in (False, True):
+        out = tmp_path / f"colour-{colour}"
+        train(_cfg(photo_folder, out, 2, colour_layer=colour, gan_start=100, val_every=2), progress=False)
+        records = [json.loads(line) for line in (out / "log.jsonl").read_text().splitlines()]
+        first[colour] = next(r for r in records if "mse" in r)
+        val = next(r["val"] for r in records if "val" in r)
+        first[colour]["val_bpp"] = min(v["bpp"] for v in val.values())
+    assert first[True]["mse"] < 0.9 * first[False]["mse"]
+    assert first[True]["val_bpp"] > first[False]["val_bpp"]  # the layer's bytes are counted

@@ -64,10 +64,7 @@ class EncodeResult(NamedTuple):
         return len(self.data) * 8 / (self.height * self.width)
 
 
-COLOUR_STEP = 8  # quantiser step of the colour layer's block means (8-bit levels)
-# (largest share of latent channels sent, colour block size): 64 px at sae-spn-lite's q1 down
-# to 16 px at q6
-_COLOUR_BLOCKS = ((0.2, 64), (0.4, 48), (0.55, 32), (0.75, 24), (1.0, 16))
+COLOUR_STEP = colour_layer.DEFAULT_STEP  # quantiser step of the layer's block means
 
 
 class _Analysis(NamedTuple):
@@ -124,14 +121,9 @@ class Codec:
 
     def colour_block(self, quality: int) -> int:
         """The colour layer's block size at ``quality``: finer as more latent channels are
-        sent. Chosen on Kodak with sae-spn-lite (every pairing of its 6 channel counts with
-        blocks of 64, 48, 32, 24 and 16 pixels): each quality then beats the one below on both
-        PSNR and MS-SSIM, and the rates stay evenly spread (0.023 to 0.12 bpp)."""
-        share = self.channels_sent(quality) / self.cfg.latent_channels
-        for limit, block in _COLOUR_BLOCKS:
-            if share <= limit:
-                return block
-        return _COLOUR_BLOCKS[-1][1]
+        sent (:func:`compressnet.colour_layer.block_for_share`: 64, 48, 48, 32, 24 and 16 px
+        at sae-spn-lite's qualities 1 to 6)."""
+        return colour_layer.block_for_share(self.channels_sent(quality) / self.cfg.latent_channels)
 
     def fixed_length_bpp(self, quality: int, height: int, width: int) -> float:
         hp, wp = math.ceil(height / DOWNSAMPLING), math.ceil(width / DOWNSAMPLING)
@@ -248,11 +240,21 @@ class Codec:
                          f"{target_bpp:g} bpp")
 
     def check_header(self, header: bitstream.Header) -> None:
-        if header.model_id != self.model_id:
+        """Refuse a file that these weights did not write, saying which weights did. A user's
+        copy of bundled weights (``--model PATH``) reads that model's files, and the other way
+        round: the fingerprint, not the model id, says which weights wrote a file."""
+        same_weights = header.fingerprint == self._fingerprints.get(header.version)
+        either_custom = zoo.CUSTOM_MODEL_ID in (header.model_id, self.model_id)
+        if header.model_id != self.model_id and not (same_weights and either_custom):
             written = _describe_id(header.model_id)
             raise CodecError(f"file was written with {written}, not {self.name}")
-        expected = self._fingerprints.get(header.version)
-        if header.fingerprint != expected:
+        if not same_weights:
+            release = zoo.retired_release(header.model_id, header.fingerprint)
+            if release is not None:
+                raise CodecError(
+                    f"file was written by the {self.name} weights of compressnet {release} "
+                    f"(fingerprint {header.fingerprint.hex()}), which this release replaced: decode "
+                    f"it with compressnet {release}, or pass that release's weights with --model PATH")
             raise CodecError(f"file was written with other weights (fingerprint "
                              f"{header.fingerprint.hex()}) than {self.name} ({self.fingerprint.hex()})")
         if header.quality not in self.qualities:

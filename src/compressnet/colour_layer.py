@@ -36,6 +36,9 @@ if TYPE_CHECKING:
 BLOCK_UNIT = 8  # block sizes are multiples of 8 pixels: 8 .. 256
 MAX_BLOCK_CODE = 32
 MAX_STEP = 16
+DEFAULT_STEP = 8  # quantiser step of the block means that files carry (8-bit levels)
+# (largest share of latent channels sent, block size): see block_for_share
+_BLOCKS_BY_SHARE = ((0.2, 64), (0.4, 48), (0.55, 32), (0.75, 24), (1.0, 16))
 # Ratios num / 256 of the two-sided geometric residual tables, one picked per component.
 RATIOS = (16, 48, 80, 112, 144, 168, 192, 208, 220, 230, 238, 244, 248, 251, 253, 255)
 _FRACTION_BITS = 8  # fixed-point fraction of the per-block correction
@@ -110,32 +113,70 @@ def apply(decoded: np.ndarray, layer: ColourLayer) -> np.ndarray:
     return out
 
 
-def differentiable_correction(layer: ColourLayer, height: int, width: int
-                              ) -> Callable[[torch.Tensor], torch.Tensor]:
-    """A float, differentiable stand-in for :func:`apply` on a (B, 3, H, W) tensor in [0, 1]:
-    what encoder-side refinement optimises through (the decoder uses the integer one)."""
-    import torch
+def block_for_share(share: float) -> int:
+    """The block size paired with sending ``share`` of the latent channels: finer as more
+    channels are sent. Chosen on Kodak with sae-spn-lite (every pairing of its 6 channel
+    counts with blocks of 64, 48, 32, 24 and 16 pixels): each quality then beats the one below
+    on both PSNR and MS-SSIM, and the rates stay evenly spread (0.023 to 0.12 bpp). Training
+    with the layer in the loop pairs channels and blocks the same way."""
+    for limit, block in _BLOCKS_BY_SHARE:
+        if share <= limit:
+            return block
+    return _BLOCKS_BY_SHARE[-1][1]
 
-    b = layer.block
-    gh, gw = layer.means.shape[:2]
-    counts = torch.from_numpy(_block_counts(height, width, b)[..., 0]).float()
-    target = torch.from_numpy(layer.means * layer.step).float().permute(2, 0, 1) / 255
 
-    def matrix(size: int, nodes: int) -> torch.Tensor:
+class SoftCorrection:
+    """A float, differentiable twin of :func:`apply` for (B, 3, H, W) tensors in [0, 1], at
+    one image size and block size: what training and encoder-side refinement optimise
+    through (the decoder uses the integer one)."""
+
+    def __init__(self, height: int, width: int, block: int, device: torch.device | None = None
+                 ) -> None:
+        import torch
+
+        self.height, self.width, self.block = height, width, block
+        gh, gw = grid_shape(height, width, block)
+        self.counts = torch.from_numpy(_block_counts(height, width, block)[..., 0]).float().to(device)
+        self.rows = self._upsampling(height, gh).to(device)
+        self.cols = self._upsampling(width, gw).to(device)
+
+    def _upsampling(self, size: int, nodes: int) -> torch.Tensor:
+        import torch
+
+        b = self.block
         idx, wt = _interpolation(size, b, nodes)
         m = np.zeros((size, nodes))
         np.add.at(m, (np.arange(size), idx[:, 0]), (2 * b - wt) / (2 * b))
         np.add.at(m, (np.arange(size), idx[:, 1]), wt / (2 * b))
         return torch.from_numpy(m).float()
 
-    rows, cols = matrix(height, gh), matrix(width, gw)
+    def block_means(self, x: torch.Tensor) -> torch.Tensor:
+        """(B, 3, gh, gw) means over the blocks, edge blocks over their own pixels only."""
+        import torch.nn.functional as F
 
-    def correct(x_hat: torch.Tensor) -> torch.Tensor:
-        padded = torch.nn.functional.pad(x_hat, (0, gw * b - width, 0, gh * b - height))
-        means = torch.nn.functional.avg_pool2d(padded, b, divisor_override=1) / counts
-        return x_hat + rows @ (target - means) @ cols.T
+        gh, gw = self.counts.shape
+        b = self.block
+        padded = F.pad(x, (0, gw * b - self.width, 0, gh * b - self.height))
+        return F.avg_pool2d(padded, b, divisor_override=1) / self.counts
 
-    return correct
+    def sent_means(self, x: torch.Tensor, step: int = DEFAULT_STEP) -> torch.Tensor:
+        """The means a file would carry for the photo ``x``, in [0, 1] units (as :func:`analyse`
+        rounds them; ties may round the other way)."""
+        return (self.block_means(x) * (255 / step)).round() * (step / 255)
+
+    def __call__(self, x_hat: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+        """``x_hat`` with its block means moved to ``target`` (B or 1, 3, gh, gw)."""
+        return x_hat + self.rows @ (target - self.block_means(x_hat)) @ self.cols.T
+
+
+def differentiable_correction(layer: ColourLayer, height: int, width: int
+                              ) -> Callable[[torch.Tensor], torch.Tensor]:
+    """:class:`SoftCorrection` towards ``layer``'s means, as one function of the output."""
+    import torch
+
+    soft = SoftCorrection(height, width, layer.block)
+    target = torch.from_numpy(layer.means * layer.step).float().permute(2, 0, 1) / 255
+    return lambda x_hat: soft(x_hat, target)
 
 
 def _interpolation(size: int, block: int, nodes: int) -> tuple[np.ndarray, np.ndarray]:

@@ -24,7 +24,7 @@ import torch.distributed as dist
 from torch import nn
 from tqdm import tqdm
 
-from compressnet import bitstream, zoo
+from compressnet import bitstream, colour_layer, zoo
 from compressnet.entropy import coder
 from compressnet.image import pad_to_multiple
 from compressnet.models.autoencoder import DOWNSAMPLING, CompressNetModel
@@ -73,6 +73,7 @@ class TrainConfig:
     preset_overrides: dict | None = None
     time_budget: float | None = None  # minutes: re-plan `steps` (same GAN fraction) to end in time
     ema: float = 0.0  # decay of a moving average of the weights, validated and exported (0: off)
+    colour_layer: bool = False  # score the output after the crop's colour layer, as files show it
 
 
 PLAN_SKIP = 20  # first steps of a phase are not timed (cuDNN autotuning, warm caches)
@@ -112,11 +113,13 @@ def _truncate_log(path: Path, step: int) -> None:
 
 
 @torch.no_grad()
-def validate(model: CompressNetModel, images: list[torch.Tensor], keeps: list[int]) -> dict:
-    """PSNR and rate on whole held-out images, per number of channels kept. ``bpp`` is real
-    file bytes: header plus the payload that the range coder writes with the model's tables
-    frozen as they would be exported (format 3; counted tables later save about 10% more);
-    ``bpp_est`` is the training's differentiable estimate."""
+def validate(model: CompressNetModel, images: list[torch.Tensor], keeps: list[int],
+             colour: bool = False) -> dict:
+    """PSNR, MS-SSIM and rate on whole held-out images, per number of channels kept. ``bpp``
+    is real file bytes: header plus the payload that the range coder writes with the model's
+    tables frozen as they would be exported (format 3, or 5 with ``colour``: the colour layer
+    corrects the output and its bytes count; counted tables later save about 10% more);
+    ``bpp_est`` is the training's differentiable estimate of the network's own bits."""
     was_training = model.training
     model.eval()
     cfg = model.cfg
@@ -124,21 +127,32 @@ def validate(model: CompressNetModel, images: list[torch.Tensor], keeps: list[in
     switch_tables = [tables[f"switch{i}"] for i in range(len(model.entropy.switch_logits))]
     out = {}
     for keep in keeps:
-        mse_sum, bpp_sum, est_sum = 0.0, 0.0, 0.0
+        mse_sum, msssim_sum, bpp_sum, est_sum = 0.0, 0.0, 0.0, 0.0
+        block = colour_layer.block_for_share(keep / cfg.latent_channels)
         for x in images:
             h, w = x.shape[-2:]
             res = model(pad_to_multiple(x, DOWNSAMPLING), keep=keep)
             x_hat = res.x_hat[..., :h, :w].clamp(0, 1).mul(255).round() / 255
+            layer = None
+            if colour:
+                def pixels(t: torch.Tensor) -> np.ndarray:
+                    return t[0].permute(1, 2, 0).mul(255).round().byte().cpu().numpy()
+
+                layer = colour_layer.analyse(pixels(x), block, colour_layer.DEFAULT_STEP)
+                fixed = colour_layer.apply(pixels(x_hat), layer)
+                x_hat = torch.from_numpy(fixed).permute(2, 0, 1)[None].to(x) / 255
             mse_sum += torch.mean((x_hat - x) ** 2).item()
+            msssim_sum += losses.ms_ssim_loss(x_hat, x).item() if min(h, w) > 32 else math.nan
             est_sum += ((res.latent_bits + res.switch_bits).sum() / (h * w)).item()
             switches = [res.encoded.switches[lv][0].cpu().numpy() for lv in cfg.switch_levels] \
                 if cfg.transmits_switches else []
             payload = coder.encode(res.symbols[0, :keep].cpu().numpy(), tables["latent"][:keep],
-                                   switches, switch_tables)
+                                   switches, switch_tables, colour=layer)
             header = bitstream.Header(zoo.CUSTOM_MODEL_ID, b"\0\0", 1, h, w,
-                                      bitstream.version_for(1, colour_layer=False))
+                                      bitstream.version_for(1, colour_layer=colour))
             bpp_sum += len(bitstream.pack(header, payload)) * 8 / (h * w)
         out[f"k{keep}"] = {"psnr": losses.psnr(mse_sum / len(images)),
+                           "ms_ssim": msssim_sum / len(images),
                            "bpp": bpp_sum / len(images), "bpp_est": est_sum / len(images)}
     model.train(was_training)
     return out
@@ -303,6 +317,16 @@ def train(cfg: TrainConfig, resume: bool = True, progress: bool = True) -> Path:
     keeps = list(range(cfg.min_keep, model_cfg.latent_channels + 1))
 
     shipped = model if ema is None else ema.module  # the weights validated and exported
+    corrections: dict[int, colour_layer.SoftCorrection] = {}  # per block size (crops are fixed)
+
+    def through_colour_layer(x: torch.Tensor, x_hat: torch.Tensor, keep: int) -> torch.Tensor:
+        """The output as a file would show it: block means moved to the crop's sent ones."""
+        block = colour_layer.block_for_share(keep / model_cfg.latent_channels)
+        if block not in corrections:
+            corrections[block] = colour_layer.SoftCorrection(*x.shape[-2:], block, device)
+        soft = corrections[block]
+        with torch.autocast(device.type, enabled=False):
+            return soft(x_hat.float(), soft.sent_means(x))
 
     def save() -> None:
         tmp = ckpt_path.with_suffix(".tmp")
@@ -339,6 +363,8 @@ def train(cfg: TrainConfig, resume: bool = True, progress: bool = True) -> Path:
             gan = step >= cfg.gan_start
             with amp:
                 out = g_model(x, keep=keep)
+                if cfg.colour_layer:
+                    out = out._replace(x_hat=through_colour_layer(x, out.x_hat, keep))
                 terms = losses.generator_terms(x, out)
                 rate_weight = 1.0 if cfg.target_bpp is None else \
                     (10.0 if terms.bpp.item() > cfg.target_bpp else 0.1)
@@ -402,12 +428,13 @@ def train(cfg: TrainConfig, resume: bool = True, progress: bool = True) -> Path:
             if ddp.main and (step % cfg.val_every == 0 or step == cfg.steps):
                 val = validate(shipped, val_images, sorted(
                     k for k in {cfg.min_keep, 4, 8, model_cfg.latent_channels}
-                    if k <= model_cfg.latent_channels))
+                    if k <= model_cfg.latent_channels), colour=cfg.colour_layer)
                 log.write(json.dumps({"step": step, "val": val}) + "\n")
                 log.flush()
                 if progress:
                     bar.write(f"step {step} held-out: " + ", ".join(
-                        f"{k[1:]} ch {v['psnr']:.2f} dB {v['bpp']:.4f} bpp" for k, v in val.items()))
+                        f"{k[1:]} ch {v['psnr']:.2f} dB {v['ms_ssim']:.4f} {v['bpp']:.4f} bpp"
+                        for k, v in val.items()))
             if ddp.main and (step % cfg.ckpt_every == 0 or step == cfg.steps):
                 save()
     bar.close()
