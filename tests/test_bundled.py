@@ -14,7 +14,7 @@ import pytest
 
 import compressnet
 from compressnet import bitstream, cli, zoo
-from compressnet.codec import load_for_header
+from compressnet.codec import CodecError, load, load_for_header
 from compressnet.image import open_image
 from compressnet.metrics import psnr
 
@@ -41,15 +41,45 @@ def test_bundled_sae_and_swwae_round_trip(name):
 
 
 def golden(version: int) -> tuple[bytes, np.ndarray]:
-    """A file the default model wrote in format ``version``, and its decoded pixels. Versions 2
-    and 4 carry the same payload; 4 is decoded with exact arithmetic; 6 adds the colour layer."""
+    """A file the default model wrote in format ``version``, and its decoded pixels
+    (``scripts/make_golden_files.py``). Versions 2 and 4 carry the same payload; 4 is decoded
+    with exact arithmetic; 6 adds the colour layer."""
     data = (ROOT / "tests" / "data" / f"sae-spn-lite-v{version}.cnet").read_bytes()
     return data, open_image(ROOT / "tests" / "data" / f"sae-spn-lite-v{version}.png")
 
 
+@pytest.mark.parametrize("version", [1, 2, 4, 6])
+def test_files_of_replaced_weights_are_refused_with_the_release_that_reads_them(version, tmp_path, capsys):
+    """0.2.0 replaced the default model's weights: the files 0.1.0's wrote name that release."""
+    path = ROOT / "tests" / "data" / "0.1.0" / f"sae-spn-lite-v{version}.cnet"
+    data = path.read_bytes()
+    with pytest.raises(CodecError, match=r"weights of compressnet 0\.1\.0 \(fingerprint \w{4}\), which"):
+        load_for_header(data).decompress_array(data)
+    out = tmp_path / "decoded.png"
+    assert cli.main(["decompress", str(path), "-o", str(out)]) == 1
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "compressnet 0.1.0" in err[0]
+    assert not out.exists()
+    assert cli.main(["info", str(path)]) == 0
+    assert "(replaced: those of compressnet 0.1.0)" in capsys.readouterr().out
+
+
+def test_a_copy_of_bundled_weights_reads_their_files(tmp_path):
+    """The way to read a replaced release's files: its weights file, passed as --model PATH."""
+    copy = tmp_path / "sae-spn-lite-copy.safetensors"
+    copy.write_bytes(zoo.bundled_path(zoo.lookup("sae-spn")).read_bytes())
+    data, expected = golden(6)
+    np.testing.assert_array_equal(load(str(copy)).decompress_array(data), expected)
+    out = tmp_path / "decoded.png"
+    cnet = tmp_path / "file.cnet"
+    cnet.write_bytes(data)
+    assert cli.main(["decompress", str(cnet), "--model", str(copy), "-o", str(out)]) == 0
+    np.testing.assert_array_equal(open_image(out), expected)
+
+
 @pytest.mark.parametrize("version", [1, 2])
-def test_files_from_earlier_releases_still_decode(version):
-    """Format 1 before the default model gained counted tables, format 2 after (float32)."""
+def test_float_formats_still_decode(version):
+    """Formats 1 and 2 (float32 decoding; written before 2026-11-27) still decode."""
     data, expected = golden(version)
     header, _ = bitstream.unpack(data)
     assert (header.version, header.quality, header.height, header.width) == (version, 4, 128, 192)
@@ -101,8 +131,9 @@ def test_default_model_reconstructs_the_sample_recognisably():
     result = codec.encode(pixels, quality=1)
     assert result.bpp < 0.10
     # The Kodak-wide bar (>= 20 dB mean) is measured by the model card; this detailed parrot crop
-    # scores 19.2 dB with the shipped weights, and an untrained or broken model scores under 16.
-    assert psnr(pixels, codec.decompress_array(result.data)) > 18.5
+    # scores 21.8 dB with the shipped weights (19.2 with 0.1.0's), an untrained or broken model
+    # under 16.
+    assert psnr(pixels, codec.decompress_array(result.data)) > 20.5
 
 
 def test_demo_and_models_commands(tmp_path, capsys):

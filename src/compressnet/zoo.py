@@ -39,6 +39,16 @@ REGISTRY: tuple[ZooEntry, ...] = (
 DEFAULT_MODEL = "sae-spn"
 DEFAULT_PRESET = "lite"
 
+# Weights that a release bundled and a later one replaced: (model id, 2-byte fingerprint as
+# bitstreams carry it) -> the last release that bundled them. Files they wrote are refused with
+# this pointer, and decode with that release or with its weights passed as --model PATH.
+# Every fingerprint a file could carry counts (formats 1, 3 and 5 use one without the
+# counted tables).
+RETIRED: dict[tuple[int, str], str] = {
+    (1, "fb2e"): "0.1.0",  # sae-spn-lite, 6,002 steps; replaced by colour-layer training
+    (1, "8a64"): "0.1.0",
+}
+
 
 def weights_dir() -> Path:
     return Path(str(resources.files("compressnet") / "weights"))
@@ -66,6 +76,11 @@ def by_id(model_id: int) -> ZooEntry:
         if entry.model_id == model_id:
             return entry
     raise KeyError(f"unknown model id {model_id}")
+
+
+def retired_release(model_id: int, fingerprint: bytes) -> str | None:
+    """The release whose bundled weights wrote a file with this header, if they were replaced."""
+    return RETIRED.get((model_id, fingerprint.hex()))
 
 
 def kodak_results_path(name: str) -> Path:

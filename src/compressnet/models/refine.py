@@ -22,8 +22,8 @@ from torch import Tensor
 
 from compressnet.models.autoencoder import CompressNetModel
 
-LAMBDA = 200.0  # the objective the bundled models were trained with
-MSSSIM_WEIGHT = 10.0
+LAMBDA = 200.0  # the objective the bundled models were trained with (for sae-spn-lite, its first
+MSSSIM_WEIGHT = 10.0  # 6,002 steps; its last 5,163 weighed MS-SSIM 20 and scored through the layer)
 RATE_WEIGHT = 1.0
 STEP_SIZE = 0.1  # Adam's learning rate, in quantisation steps
 MIN_MSSSIM_SIDE = 33  # five MS-SSIM scales need a 3-tap window to fit: sides above 32 px

@@ -112,6 +112,11 @@ def _truncate_log(path: Path, step: int) -> None:
         path.write_text("".join(keep))
 
 
+def _pixels(x: torch.Tensor) -> np.ndarray:
+    """(1, 3, H, W) in [0, 1] -> (H, W, 3) uint8."""
+    return x[0].permute(1, 2, 0).mul(255).round().byte().cpu().numpy()
+
+
 @torch.no_grad()
 def validate(model: CompressNetModel, images: list[torch.Tensor], keeps: list[int],
              colour: bool = False) -> dict:
@@ -135,11 +140,8 @@ def validate(model: CompressNetModel, images: list[torch.Tensor], keeps: list[in
             x_hat = res.x_hat[..., :h, :w].clamp(0, 1).mul(255).round() / 255
             layer = None
             if colour:
-                def pixels(t: torch.Tensor) -> np.ndarray:
-                    return t[0].permute(1, 2, 0).mul(255).round().byte().cpu().numpy()
-
-                layer = colour_layer.analyse(pixels(x), block, colour_layer.DEFAULT_STEP)
-                fixed = colour_layer.apply(pixels(x_hat), layer)
+                layer = colour_layer.analyse(_pixels(x), block, colour_layer.DEFAULT_STEP)
+                fixed = colour_layer.apply(_pixels(x_hat), layer)
                 x_hat = torch.from_numpy(fixed).permute(2, 0, 1)[None].to(x) / 255
             mse_sum += torch.mean((x_hat - x) ** 2).item()
             msssim_sum += losses.ms_ssim_loss(x_hat, x).item() if min(h, w) > 32 else math.nan

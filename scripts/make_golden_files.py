@@ -1,0 +1,84 @@
+"""Write the golden files of ``tests/data``: one ``.cnet`` file per format version that the
+tests decode, written by the bundled default model, and its decoded pixels (``.png``).
+
+Run it only when the bundled default's weights change, after moving the old files to
+``tests/data/<last release that bundled them>/`` and adding their fingerprints to
+``compressnet.zoo.RETIRED`` (the tests check that they are refused with that pointer):
+
+    python scripts/make_golden_files.py --force
+
+Versions 1 and 2 are no longer written. Their payloads are those of versions 3 and 4 (the same
+context tables; 1 and 2 decode them in float32), so their files are those payloads under
+version 1 and 2 headers; version 1's payload comes from the weights without counted tables,
+as such files did.
+"""
+
+from __future__ import annotations
+
+import argparse
+import tempfile
+from importlib import resources
+from pathlib import Path
+
+from PIL import Image
+from safetensors import safe_open
+from safetensors.numpy import save_file
+
+import compressnet
+from compressnet import bitstream, zoo
+from compressnet.codec import load_for_header
+from compressnet.image import open_image
+from compressnet.models.io import FORMAT2_ONLY
+
+ROOT = Path(__file__).resolve().parents[1]
+SAMPLE = Path(str(resources.files("compressnet") / "samples" / "kodim23.png"))
+QUALITY = 4
+
+
+def _relabel(data: bytes, **fields: int) -> bytes:
+    header, payload = bitstream.unpack(data)
+    return bitstream.pack(header._replace(**fields), payload)
+
+
+def _without_counted_tables(path: Path, out: Path) -> Path:
+    with safe_open(str(path), "np") as f:
+        arrays = {k: f.get_tensor(k) for k in f.keys() if k not in FORMAT2_ONLY}
+        meta = f.metadata()
+    save_file(arrays, str(out), metadata=meta)
+    return out
+
+
+def golden_files() -> dict[int, bytes]:
+    """Format version -> bytes of the default model's file of the sample's crop."""
+    codec = compressnet.load()
+    pixels = open_image(SAMPLE)
+    corner, middle = pixels[:128, :192], pixels[200:320, 300:500]  # 6: sides off the blocks
+    files = {6: codec.compress(middle, QUALITY), 4: codec.compress(corner, QUALITY, colour=False)}
+    files[2] = _relabel(files[4], version=2)
+    with tempfile.TemporaryDirectory() as tmp:
+        entry = zoo.lookup(zoo.DEFAULT_MODEL)
+        plain = compressnet.load(str(_without_counted_tables(zoo.bundled_path(entry),
+                                                             Path(tmp) / "plain.safetensors")))
+        files[1] = _relabel(plain.compress(corner, QUALITY, colour=False), version=1,
+                            model_id=entry.model_id)
+    return files
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--out", type=Path, default=ROOT / "tests" / "data")
+    parser.add_argument("--force", action="store_true", help="overwrite existing golden files")
+    args = parser.parse_args()
+    name = compressnet.load().name
+    for version, data in sorted(golden_files().items()):
+        stem = args.out / f"{name}-v{version}"
+        if stem.with_suffix(".cnet").exists() and not args.force:
+            raise SystemExit(f"{stem}.cnet exists: pass --force to replace it")
+        decoded = load_for_header(data).decompress_array(data)
+        stem.with_suffix(".cnet").write_bytes(data)
+        Image.fromarray(decoded).save(stem.with_suffix(".png"))
+        print(f"wrote {stem}.cnet ({len(data)} bytes) and .png")
+
+
+if __name__ == "__main__":
+    main()
