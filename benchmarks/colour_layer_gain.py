@@ -15,7 +15,7 @@ import argparse
 import json
 from pathlib import Path
 
-from compressnet.evaluate.bdrate import bd_rate
+from compressnet.evaluate.bdrate import compare_curves
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -30,18 +30,7 @@ def main() -> int:
     without = json.loads(Path(args.without).read_text())["results"]
     if without["point"] != [f"q{q}" for q in with_layer["quality"]]:
         raise SystemExit("the two results do not cover the same qualities")
-    print("| quality | bpp without | PSNR without | MS-SSIM without | bpp with | PSNR with | MS-SSIM with |")
-    print("|---|---|---|---|---|---|---|")
-    for i, q in enumerate(with_layer["quality"]):
-        print(f"| {q} | {without['bpp'][i]:.4f} | {without['psnr-rgb'][i]:.2f} | "
-              f"{without['ms-ssim-rgb'][i]:.4f} | {with_layer['bpp'][i]:.4f} | "
-              f"{with_layer['psnr-rgb'][i]:.2f} | {with_layer['ms-ssim-rgb'][i]:.4f} |")
-    for key, label in (("psnr-rgb", "PSNR"), ("ms-ssim-rgb", "MS-SSIM")):
-        try:
-            change = f"{bd_rate(without['bpp'], without[key], with_layer['bpp'], with_layer[key]):+.1f}%"
-        except ValueError as exc:
-            change = f"- ({exc})"
-        print(f"\nBD-rate ({label}) of the colour layer against none: {change}")
+    print("\n".join(compare_curves(without, with_layer, "without", "with")))
     return 0
 
 

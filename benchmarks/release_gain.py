@@ -14,7 +14,7 @@ import json
 import subprocess
 from pathlib import Path
 
-from compressnet.evaluate.bdrate import bd_rate
+from compressnet.evaluate.bdrate import compare_curves
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -28,14 +28,7 @@ def main() -> int:
     old = json.loads(subprocess.run(["git", "show", f"{args.old_rev}:{args.card}"], cwd=ROOT,
                                     check=True, capture_output=True, text=True).stdout)["results"]
     new = json.loads((ROOT / args.card).read_text())["results"]
-    print(f"| quality | bpp {args.old_rev} | PSNR | MS-SSIM | bpp now | PSNR | MS-SSIM |")
-    print("|---|---|---|---|---|---|---|")
-    for i, q in enumerate(new["quality"]):
-        print(f"| {q} | {old['bpp'][i]:.4f} | {old['psnr-rgb'][i]:.2f} | {old['ms-ssim-rgb'][i]:.4f} | "
-              f"{new['bpp'][i]:.4f} | {new['psnr-rgb'][i]:.2f} | {new['ms-ssim-rgb'][i]:.4f} |")
-    for key, label in (("psnr-rgb", "PSNR"), ("ms-ssim-rgb", "MS-SSIM")):
-        gain = bd_rate(old["bpp"], old[key], new["bpp"], new[key])
-        print(f"- BD-rate ({label}) against {args.old_rev}: {gain:+.1f}%")
+    print("\n".join(compare_curves(old, new, args.old_rev, "now")))
     return 0
 
 

@@ -40,9 +40,9 @@ def validate_with_layer(checkpoint: str, data: str) -> tuple[int, dict]:
     from compressnet.models.autoencoder import DOWNSAMPLING
     from compressnet.train.data import CropDataset
     from compressnet.train.export import model_from_checkpoint
-    from compressnet.train.loop import TrainConfig, _split, validate
+    from compressnet.train.loop import TrainConfig, split_files, validate
 
-    _, held_out = _split(TrainConfig(data=data))
+    _, held_out = split_files(TrainConfig(data=data))
     images = [torch.from_numpy(a).permute(2, 0, 1)[None].float().div(255)
               for a in CropDataset(held_out, DOWNSAMPLING, progress=False).images]
     step = torch.load(checkpoint, map_location="cpu", weights_only=False)["step"]

@@ -11,7 +11,7 @@ from PIL import Image
 
 from compressnet import cli
 from compressnet.evaluate import classical
-from compressnet.evaluate.bdrate import bd_rate
+from compressnet.evaluate.bdrate import bd_rate, compare_curves
 from compressnet.evaluate.plot import load_results
 
 CODECS = [name for name in classical.CODECS if classical.available(name) is None]
@@ -132,3 +132,15 @@ def test_eval_without_the_colour_layer_is_its_own_curve(eval_run, tmp_path):
     with_layer = json.loads((out / f"{spn_name(out)}.json").read_text())["results"]["bpp"]
     without = json.loads((plain / f"{name}.json").read_text())["results"]["bpp"]
     assert all(w < c for w, c in zip(without, with_layer))
+
+
+def test_compare_curves_tabulates_both_and_their_bd_rate():
+    anchor = {"bpp": [0.02, 0.04, 0.08], "psnr-rgb": [22.0, 23.0, 24.0], "ms-ssim-rgb": [0.80, 0.84, 0.88]}
+    test = {"bpp": [0.01, 0.02, 0.04], "psnr-rgb": [22.0, 23.0, 24.0], "ms-ssim-rgb": [0.70, 0.72, 0.74]}
+    lines = compare_curves(anchor, test, "old", "new")
+    assert lines[0] == "| quality | bpp old | PSNR old | MS-SSIM old | bpp new | PSNR new | MS-SSIM new |"
+    assert lines[2] == "| 1 | 0.0200 | 22.00 | 0.8000 | 0.0100 | 22.00 | 0.7000 |"
+    assert lines[-2] == "- BD-rate (PSNR) of new against old: -50.0%"  # half the bits everywhere
+    assert lines[-1].startswith("- BD-rate (MS-SSIM) of new against old: - (")  # no overlap
+    with pytest.raises(ValueError):
+        compare_curves(anchor, {k: v[:2] for k, v in test.items()}, "old", "new")

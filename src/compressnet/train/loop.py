@@ -91,7 +91,8 @@ def _lr(cfg: TrainConfig, step: int, start: int = 0) -> float:
     return cfg.lr_min + 0.5 * (cfg.lr - cfg.lr_min) * (1 + math.cos(math.pi * t))
 
 
-def _split(cfg: TrainConfig) -> tuple[list[Path], list[Path]]:
+def split_files(cfg: TrainConfig) -> tuple[list[Path], list[Path]]:
+    """Training and held-out photos: ``--val``, the layout's own split, or every 50th file."""
     files = find_images(cfg.data, cfg.layout, "train")
     if cfg.val:
         return files, find_images(cfg.val, cfg.layout if cfg.val == cfg.data else "folder", "val")
@@ -310,7 +311,7 @@ def train(cfg: TrainConfig, resume: bool = True, progress: bool = True) -> Path:
     amp = torch.autocast(device_type="cuda", dtype=torch.bfloat16) if cfg.amp and device.type == "cuda" \
         else contextlib.nullcontext()
 
-    train_files, val_files = _split(cfg)
+    train_files, val_files = split_files(cfg)
     data = CropDataset(train_files, cfg.crop, samples_per_epoch=cfg.batch * 1000,
                        progress=progress and ddp.main)
     val_images = [torch.from_numpy(a).permute(2, 0, 1)[None].float().div(255).to(device)
