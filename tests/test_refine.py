@@ -9,6 +9,7 @@ from conftest import photo
 from compressnet import cli
 from compressnet.codec import CodecError, load
 from compressnet.image import pad_to_multiple, to_tensor
+from compressnet.models import refine
 from compressnet.models.autoencoder import DOWNSAMPLING
 from compressnet.models.refine import objective, refine_latent
 
@@ -51,6 +52,45 @@ def test_refined_files_are_deterministic_and_decode_as_usual(bundled):
     assert bundled.compress(img, quality=2, refine=3) == refined
     assert bundled.decompress_array(refined).shape == img.shape
     assert bundled.compress(img, quality=2, refine=0) == plain
+
+
+@pytest.mark.parametrize("quality,seed", [(1, 7), (3, 8), (6, 9)])
+def test_refined_files_are_never_larger_than_the_encoders(bundled, quality, seed):
+    img = photo(64, 96, seed=seed)
+    plain = bundled.encode(img, quality=quality)
+    refined = bundled.encode(img, quality=quality, refine=4)
+    assert len(refined.data) <= len(plain.data)
+
+
+def test_refinement_sends_only_latents_that_fit(bundled, monkeypatch):
+    """With a size test that only the encoder's own latent passes, that latent is sent; the
+    rate term's weight doubles after each step that does not fit."""
+    model = bundled.model
+    img = photo(48, 64, seed=6)
+    x = pad_to_multiple(to_tensor(img), DOWNSAMPLING)
+    keep = bundled.channels_sent(2)
+    with torch.no_grad():
+        _, symbols, enc = model.encode(x, model.cfg.latent_channels)
+    start = symbols.clone()
+    asked = []
+
+    def only_the_start(candidate):
+        asked.append(candidate.clone())
+        return torch.equal(candidate, start)
+
+    weights = []
+
+    def recording(*args):
+        weights.append(args[-1] if len(args) == 7 else refine.RATE_WEIGHT)
+        return objective(*args)
+
+    monkeypatch.setattr(refine, "objective", recording)
+    refined = refine_latent(model, x, enc.y, keep, steps=3, size=(48, 64), fits=only_the_start)
+    assert torch.equal(refined, start)
+    assert sorted(set(weights)) == [refine.RATE_WEIGHT * 2**n for n in range(3)]  # steps 1-3
+    assert len(asked) == 4 and not torch.equal(asked[-1], start)
+    with pytest.raises(ValueError, match="must fit"):
+        refine_latent(model, x, enc.y, keep, steps=1, fits=lambda candidate: False)
 
 
 def test_target_rate_holds_with_refinement(bundled):

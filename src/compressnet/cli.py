@@ -244,8 +244,8 @@ def build_parser() -> argparse.ArgumentParser:
                    help="1 (lowest rate) upward; default: the middle of the model's ladder")
     q.add_argument("--target-bpp", type=float, help="highest quality whose file fits this rate")
     p.add_argument("--refine", type=int, default=0, metavar="STEPS",
-                   help="search STEPS optimisation steps for a better latent per image: better "
-                        "at about the same rate, any reader decodes it; each step costs about "
+                   help="search STEPS optimisation steps for a better latent per image: a better "
+                        "image in a file no larger, any reader decodes it; each step costs about "
                         "one encode+decode (try 10)")
     p.add_argument("--no-colour-layer", action="store_true",
                    help="leave out the colour layer (block colours sent beside the latent; "

@@ -156,13 +156,18 @@ class Codec:
                 ) -> _Analysis:
         """The latent sent at ``quality``, searched for per image for ``steps`` steps
         (:mod:`compressnet.models.refine`) and scored after the colour layer's correction:
-        slower, better at about the same rate."""
+        slower, a better image in a file no larger than the encoder's own."""
         a = analysis
         layer = self._colour_layer(a.pixels, quality, colour)
         correct = colour_layer.differentiable_correction(layer, a.height, a.width) if layer else None
+        budget = len(self._pack(a, quality, colour).data)
+
+        def fits(symbols: torch.Tensor) -> bool:
+            return len(self._pack(a._replace(symbols=symbols[0].numpy()), quality, colour).data) <= budget
+
         with single_threaded():
             symbols = refine_latent(self.model, a.x, a.y, self.channels_sent(quality), steps,
-                                    a.given, (a.height, a.width), correct)
+                                    a.given, (a.height, a.width), correct, fits)
         return a._replace(symbols=symbols[0].numpy())
 
     @staticmethod
@@ -223,7 +228,7 @@ class Codec:
     def encode_to_target(self, image: ImageLike, target_bpp: float, refine: int = 0,
                          colour: bool | None = None) -> EncodeResult:
         """The highest quality whose file fits ``target_bpp``; the encoder runs once. With
-        ``refine``, the search then runs at that quality and wins if its file still fits."""
+        ``refine``, the search then runs at that quality (its file is never larger)."""
         self._check_refine(refine)
         analysis = self._analyse(image)
         result = None
@@ -232,9 +237,7 @@ class Codec:
             if result.bpp > target_bpp:
                 continue
             if refine:
-                refined = self._pack(self._refine(analysis, quality, refine, colour), quality, colour)
-                if refined.bpp <= target_bpp:
-                    return refined
+                return self._pack(self._refine(analysis, quality, refine, colour), quality, colour)
             return result
         raise CodecError(f"even the lowest quality needs {result.bpp:.4f} bpp, above the target "
                          f"{target_bpp:g} bpp")

@@ -10,6 +10,12 @@ straight-through quantiser, lower the training objective for this one image::
 
 Only the encoder side changes: the file format and decoder are the same, so refined files
 decode bit-exactly with any release that reads the model.
+
+Given a size test (``fits``), the search never sends a latent whose file is larger: steps whose
+latent does not fit double the rate term's weight for the next step (steps that fit relax it
+again, down to its training weight), and only latents that fit are candidates. The codec's test
+is the real file length against the encoder's own file, so a refined file buys its quality with
+no bytes.
 """
 
 from __future__ import annotations
@@ -26,11 +32,13 @@ LAMBDA = 200.0  # the objective the bundled models were trained with (for sae-sp
 MSSSIM_WEIGHT = 10.0  # 6,002 steps; its last 5,163 weighed MS-SSIM 20 and scored through the layer)
 RATE_WEIGHT = 1.0
 STEP_SIZE = 0.1  # Adam's learning rate, in quantisation steps
+RATE_BACKOFF = 2.0  # the rate weight's factor after a step whose file is too large
+RATE_RELAX = 1.25  # and its divisor after one that fits
 MIN_MSSSIM_SIDE = 33  # five MS-SSIM scales need a 3-tap window to fit: sides above 32 px
 
 
 def objective(model: CompressNetModel, x_hat: Tensor, target: Tensor, y: Tensor, symbols: Tensor,
-              keep: int) -> Tensor:
+              keep: int, rate_weight: float = RATE_WEIGHT) -> Tensor:
     """What refinement lowers: the training objective of one image, rate in bits per pixel."""
     from compressnet.train.losses import ms_ssim_loss  # pytorch-msssim: imported on use
 
@@ -38,21 +46,23 @@ def objective(model: CompressNetModel, x_hat: Tensor, target: Tensor, y: Tensor,
     loss = LAMBDA * torch.mean((x_hat - target) ** 2)
     if min(h, w) >= MIN_MSSSIM_SIDE:
         loss = loss + MSSSIM_WEIGHT * (1 - ms_ssim_loss(x_hat, target))
-    return loss + RATE_WEIGHT * model.entropy.latent_bits(y, symbols, keep).sum() / (h * w)
+    return loss + rate_weight * model.entropy.latent_bits(y, symbols, keep).sum() / (h * w)
 
 
 def refine_latent(model: CompressNetModel, x: Tensor, y: Tensor, keep: int, steps: int,
                   switches: dict[int, Tensor] | None = None,
                   size: tuple[int, int] | None = None,
-                  correct: Callable[[Tensor], Tensor] | None = None) -> Tensor:
+                  correct: Callable[[Tensor], Tensor] | None = None,
+                  fits: Callable[[Tensor], bool] | None = None) -> Tensor:
     """Symbols (B, C, h, w) of the best latent found in ``steps`` steps from ``y``.
 
     ``x`` is the padded image in [0, 1] and ``size`` its true (height, width): padding is
     not scored. Only the first ``keep`` channels are searched (the others are not sent);
     ``switches`` are the sent ones (SWWAE); ``correct`` is what the decoder does after the
-    network (the colour layer), so the search scores the image the reader will see. The
-    encoder's own latent is a candidate too, so the result never scores worse than it on the
-    objective.
+    network (the colour layer), so the search scores the image the reader will see. ``fits``
+    says whether a latent's symbols make a small enough file: only those are candidates, and
+    the rate term weighs more after a step that does not fit. The encoder's own latent is a
+    candidate too (it must fit), so the result never scores worse than it on the objective.
     """
     h, w = size or x.shape[-2:]
     target = x[..., :h, :w]
@@ -60,18 +70,25 @@ def refine_latent(model: CompressNetModel, x: Tensor, y: Tensor, keep: int, step
     mask[:, :keep] = 1
     y = y.detach().clone().requires_grad_(True)
     opt = torch.optim.Adam([y], lr=STEP_SIZE)
-    best, best_symbols = math.inf, None
+    best, best_symbols, rate_weight = math.inf, None, RATE_WEIGHT
     with torch.enable_grad():
         for step in range(steps + 1):
             y_hat, symbols = model.quantizer.straight_through(y)
             x_hat = model.decode(y_hat * mask, switches).x_hat[..., :h, :w]
             if correct is not None:
                 x_hat = correct(x_hat)
-            loss = objective(model, x_hat, target, y, symbols, keep)
-            if loss.item() < best:
-                best, best_symbols = loss.item(), symbols
+            loss = objective(model, x_hat, target, y, symbols, keep, rate_weight)
+            score = loss.item() if rate_weight == RATE_WEIGHT else objective(
+                model, x_hat.detach(), target, y.detach(), symbols, keep).item()
+            small_enough = fits is None or fits(symbols)
+            if step == 0 and not small_enough:
+                raise ValueError("the encoder's own latent must fit")
+            if small_enough and score < best:
+                best, best_symbols = score, symbols
             if step == steps:
                 break
+            rate_weight = (max(RATE_WEIGHT, rate_weight / RATE_RELAX) if small_enough
+                           else rate_weight * RATE_BACKOFF)
             opt.zero_grad(set_to_none=True)
             loss.backward(inputs=[y])
             opt.step()
