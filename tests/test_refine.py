@@ -93,6 +93,12 @@ def test_refinement_sends_only_latents_that_fit(bundled, monkeypatch):
         refine_latent(model, x, enc.y, keep, steps=1, fits=lambda candidate: False)
 
 
+def test_refinement_reports_each_step(bundled):
+    steps = []
+    bundled.encode(photo(32, 48, seed=3), quality=1, refine=3, on_step=lambda: steps.append(1))
+    assert len(steps) == 3
+
+
 def test_target_rate_holds_with_refinement(bundled):
     img = photo(64, 96, seed=4)
     target = bundled.encode(img, quality=3).bpp * 1.001

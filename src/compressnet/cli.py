@@ -13,6 +13,7 @@ from importlib import resources
 from pathlib import Path
 
 import numpy as np
+from tqdm import tqdm
 
 from compressnet import bitstream, zoo
 from compressnet.codec import Codec, CodecError, load, load_for_header
@@ -43,10 +44,14 @@ def cmd_compress(args: argparse.Namespace) -> int:
     outputs = _outputs(args.inputs, args.output, args.out_dir, lambda p: p.stem + CNET_SUFFIX)
     for src, dst in zip(args.inputs, outputs):
         pixels = open_image(src)
-        if args.target_bpp is not None:
-            result = codec.encode_to_target(pixels, args.target_bpp, args.refine)
-        else:
-            result = codec.encode(pixels, args.quality, args.refine)
+        # refinement takes seconds a step: a bar per image on a terminal, nothing in a pipe
+        with tqdm(total=args.refine, desc=f"refining {Path(src).name}", unit="step", leave=False,
+                  disable=None if args.refine else True) as bar:
+            if args.target_bpp is not None:
+                result = codec.encode_to_target(pixels, args.target_bpp, args.refine,
+                                                on_step=bar.update)
+            else:
+                result = codec.encode(pixels, args.quality, args.refine, on_step=bar.update)
         write_atomic(dst, result.data, force=args.force)
         print(f"{src} -> {dst}: {len(result.data)} bytes, {result.bpp:.4f} bpp, "
               f"{codec.name} q{result.quality}")

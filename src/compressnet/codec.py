@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 import math
 import threading
+from collections.abc import Callable
 from pathlib import Path
 from typing import NamedTuple
 
@@ -152,8 +153,8 @@ class Codec:
             return None
         return colour_layer.analyse(pixels, self.colour_block(quality), COLOUR_STEP)
 
-    def _refine(self, analysis: _Analysis, quality: int, steps: int, colour: bool | None = None
-                ) -> _Analysis:
+    def _refine(self, analysis: _Analysis, quality: int, steps: int, colour: bool | None = None,
+                on_step: Callable[[], object] | None = None) -> _Analysis:
         """The latent sent at ``quality``, searched for per image for ``steps`` steps
         (:mod:`compressnet.models.refine`) and scored after the colour layer's correction:
         slower, a better image in a file no larger than the encoder's own."""
@@ -167,7 +168,7 @@ class Codec:
 
         with single_threaded():
             symbols = refine_latent(self.model, a.x, a.y, self.channels_sent(quality), steps,
-                                    a.given, (a.height, a.width), correct, fits)
+                                    a.given, (a.height, a.width), correct, fits, on_step)
         return a._replace(symbols=symbols[0].numpy())
 
     @staticmethod
@@ -206,17 +207,18 @@ class Codec:
         return (len(self.cfg.qualities) + 1) // 2
 
     def encode(self, image: ImageLike, quality: int | None = None, refine: int = 0,
-               colour: bool | None = None) -> EncodeResult:
+               colour: bool | None = None, on_step: Callable[[], object] | None = None
+               ) -> EncodeResult:
         """Compress one image at ``quality`` (default: :attr:`default_quality`), searching
-        ``refine`` steps for a better latent; also reports the estimated and fixed-length rates.
-        ``colour=False`` leaves out the colour layer (format 3 or 4; default:
-        :attr:`writes_colour_layer`)."""
+        ``refine`` steps for a better latent (``on_step`` is called after each); also reports
+        the estimated and fixed-length rates. ``colour=False`` leaves out the colour layer
+        (format 3 or 4; default: :attr:`writes_colour_layer`)."""
         quality = quality or self.default_quality
         self.channels_sent(quality)  # a bad quality or step count fails before the network runs
         self._check_refine(refine)
         analysis = self._analyse(image)
-        return self._pack(self._refine(analysis, quality, refine, colour) if refine else analysis,
-                          quality, colour)
+        return self._pack(self._refine(analysis, quality, refine, colour, on_step) if refine
+                          else analysis, quality, colour)
 
     def compress(self, image: ImageLike, quality: int | None = None,
                  target_bpp: float | None = None, refine: int = 0, colour: bool | None = None) -> bytes:
@@ -226,7 +228,8 @@ class Codec:
         return self.encode(image, quality, refine, colour).data
 
     def encode_to_target(self, image: ImageLike, target_bpp: float, refine: int = 0,
-                         colour: bool | None = None) -> EncodeResult:
+                         colour: bool | None = None, on_step: Callable[[], object] | None = None
+                         ) -> EncodeResult:
         """The highest quality whose file fits ``target_bpp``; the encoder runs once. With
         ``refine``, the search then runs at that quality (its file is never larger)."""
         self._check_refine(refine)
@@ -237,7 +240,8 @@ class Codec:
             if result.bpp > target_bpp:
                 continue
             if refine:
-                return self._pack(self._refine(analysis, quality, refine, colour), quality, colour)
+                return self._pack(self._refine(analysis, quality, refine, colour, on_step),
+                                  quality, colour)
             return result
         raise CodecError(f"even the lowest quality needs {result.bpp:.4f} bpp, above the target "
                          f"{target_bpp:g} bpp")

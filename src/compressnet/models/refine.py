@@ -53,7 +53,8 @@ def refine_latent(model: CompressNetModel, x: Tensor, y: Tensor, keep: int, step
                   switches: dict[int, Tensor] | None = None,
                   size: tuple[int, int] | None = None,
                   correct: Callable[[Tensor], Tensor] | None = None,
-                  fits: Callable[[Tensor], bool] | None = None) -> Tensor:
+                  fits: Callable[[Tensor], bool] | None = None,
+                  on_step: Callable[[], object] | None = None) -> Tensor:
     """Symbols (B, C, h, w) of the best latent found in ``steps`` steps from ``y``.
 
     ``x`` is the padded image in [0, 1] and ``size`` its true (height, width): padding is
@@ -63,6 +64,7 @@ def refine_latent(model: CompressNetModel, x: Tensor, y: Tensor, keep: int, step
     says whether a latent's symbols make a small enough file: only those are candidates, and
     the rate term weighs more after a step that does not fit. The encoder's own latent is a
     candidate too (it must fit), so the result never scores worse than it on the objective.
+    ``on_step`` is called after each step (a progress bar's ``update``).
     """
     h, w = size or x.shape[-2:]
     target = x[..., :h, :w]
@@ -92,4 +94,6 @@ def refine_latent(model: CompressNetModel, x: Tensor, y: Tensor, keep: int, step
             opt.zero_grad(set_to_none=True)
             loss.backward(inputs=[y])
             opt.step()
+            if on_step is not None:
+                on_step()
     return best_symbols
