@@ -48,20 +48,25 @@ def golden(version: int) -> tuple[bytes, np.ndarray]:
     return data, open_image(ROOT / "tests" / "data" / f"sae-spn-lite-v{version}.png")
 
 
+@pytest.mark.parametrize("release", ["0.1.0", "0.2.0"])
 @pytest.mark.parametrize("version", [1, 2, 4, 6])
-def test_files_of_replaced_weights_are_refused_with_the_release_that_reads_them(version, tmp_path, capsys):
-    """0.2.0 replaced the default model's weights: the files 0.1.0's wrote name that release."""
-    path = ROOT / "tests" / "data" / "0.1.0" / f"sae-spn-lite-v{version}.cnet"
+def test_files_of_replaced_weights_are_refused_with_the_release_that_reads_them(
+    release, version, tmp_path, capsys
+):
+    """0.2.0 and 0.3.0 replaced the default model's weights: the files that the old weights wrote
+    name the release which reads them."""
+    path = ROOT / "tests" / "data" / release / f"sae-spn-lite-v{version}.cnet"
     data = path.read_bytes()
-    with pytest.raises(CodecError, match=r"weights of compressnet 0\.1\.0 \(fingerprint \w{4}\), which"):
+    refusal = rf"weights of compressnet {re.escape(release)} \(fingerprint \w{{4}}\), which"
+    with pytest.raises(CodecError, match=refusal):
         load_for_header(data).decompress_array(data)
     out = tmp_path / "decoded.png"
     assert cli.main(["decompress", str(path), "-o", str(out)]) == 1
     err = capsys.readouterr().err.strip().splitlines()
-    assert len(err) == 1 and "compressnet 0.1.0" in err[0]
+    assert len(err) == 1 and f"compressnet {release}" in err[0]
     assert not out.exists()
     assert cli.main(["info", str(path)]) == 0
-    assert "(replaced: those of compressnet 0.1.0)" in capsys.readouterr().out
+    assert f"(replaced: those of compressnet {release})" in capsys.readouterr().out
 
 
 def test_a_copy_of_bundled_weights_reads_their_files(tmp_path):

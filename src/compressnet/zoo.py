@@ -47,6 +47,8 @@ DEFAULT_PRESET = "lite"
 RETIRED: dict[tuple[int, str], str] = {
     (1, "fb2e"): "0.1.0",  # sae-spn-lite, 6,002 steps; replaced by colour-layer training
     (1, "8a64"): "0.1.0",
+    (1, "a239"): "0.2.0",  # sae-spn-lite, 11,165 steps; replaced by 8,478 more
+    (1, "63af"): "0.2.0",
 }
 
 
