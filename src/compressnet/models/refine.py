@@ -29,7 +29,7 @@ from torch import Tensor
 from compressnet.models.autoencoder import CompressNetModel
 
 LAMBDA = 200.0  # the objective the bundled models were trained with (for sae-spn-lite, its first
-MSSSIM_WEIGHT = 10.0  # 6,002 steps; its last 5,163 weighed MS-SSIM 20 and scored through the layer)
+MSSSIM_WEIGHT = 10.0  # 6,002 steps; its last 13,641 weighed MS-SSIM 20 and scored through the layer)
 RATE_WEIGHT = 1.0
 STEP_SIZE = 0.1  # Adam's learning rate, in quantisation steps
 RATE_BACKOFF = 2.0  # the rate weight's factor after a step whose file is too large
