@@ -29,14 +29,20 @@ def _score(model, x, symbols, keep, size):
         return objective(model, x_hat, x[..., :h, :w], y_hat, symbols, keep).item()
 
 
-def test_refinement_lowers_the_objective(bundled):
-    model = bundled.model
-    img = photo(72, 104, seed=5)
-    x = pad_to_multiple(to_tensor(img), DOWNSAMPLING)
-    keep = bundled.channels_sent(3)
+def _encoded(codec, height, width, seed, quality):
+    """A test photo's padded tensor, the channels ``quality`` sends, and the encoder's symbols
+    and continuous latent: where refinement starts."""
+    model = codec.model
+    x = pad_to_multiple(to_tensor(photo(height, width, seed=seed)), DOWNSAMPLING)
     with torch.no_grad():
         _, symbols, enc = model.encode(x, model.cfg.latent_channels)
-    refined = refine_latent(model, x, enc.y, keep, steps=4, size=(72, 104))
+    return x, codec.channels_sent(quality), symbols, enc.y
+
+
+def test_refinement_lowers_the_objective(bundled):
+    model = bundled.model
+    x, keep, symbols, y = _encoded(bundled, 72, 104, seed=5, quality=3)
+    refined = refine_latent(model, x, y, keep, steps=4, size=(72, 104))
     assert not torch.equal(refined[:, :keep], symbols[:, :keep])
     assert torch.equal(refined[:, keep:], symbols[:, keep:])  # unsent channels untouched
     before = _score(model, x, symbols, keep, (72, 104))
@@ -66,12 +72,7 @@ def test_refinement_sends_only_latents_that_fit(bundled, monkeypatch):
     """With a size test that only the encoder's own latent passes, that latent is sent; the
     rate term's weight doubles after each step that does not fit."""
     model = bundled.model
-    img = photo(48, 64, seed=6)
-    x = pad_to_multiple(to_tensor(img), DOWNSAMPLING)
-    keep = bundled.channels_sent(2)
-    with torch.no_grad():
-        _, symbols, enc = model.encode(x, model.cfg.latent_channels)
-    start = symbols.clone()
+    x, keep, start, y = _encoded(bundled, 48, 64, seed=6, quality=2)
     asked = []
 
     def only_the_start(candidate):
@@ -85,12 +86,12 @@ def test_refinement_sends_only_latents_that_fit(bundled, monkeypatch):
         return objective(*args)
 
     monkeypatch.setattr(refine, "objective", recording)
-    refined = refine_latent(model, x, enc.y, keep, steps=3, size=(48, 64), fits=only_the_start)
+    refined = refine_latent(model, x, y, keep, steps=3, size=(48, 64), fits=only_the_start)
     assert torch.equal(refined, start)
     assert sorted(set(weights)) == [refine.RATE_WEIGHT * 2**n for n in range(3)]  # steps 1-3
     assert len(asked) == 4 and not torch.equal(asked[-1], start)
     with pytest.raises(ValueError, match="must fit"):
-        refine_latent(model, x, enc.y, keep, steps=1, fits=lambda candidate: False)
+        refine_latent(model, x, y, keep, steps=1, fits=lambda candidate: False)
 
 
 def test_refinement_reports_each_step(bundled):
