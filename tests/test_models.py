@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+
 import numpy as np
 import pytest
 import torch
@@ -91,6 +93,16 @@ def test_config_round_trips_through_json():
         preset_config("vae")
     with pytest.raises(ValueError):
         preset_config("sae", "lite", qualities=(4, 2))
+    grown = preset_config("sae-spn", "tiny", up_blocks=[0, 1, 2, 0])  # JSON gives lists
+    assert grown.up_blocks == (0, 1, 2, 0) and ModelConfig.from_json(grown.to_json()) == grown
+    with pytest.raises(ValueError):
+        preset_config("sae", "tiny", up_blocks=(1, 1))
+
+
+def test_config_written_before_up_blocks_loads_with_none():
+    raw = json.loads(preset_config("sae", "tiny").to_json())
+    del raw["up_blocks"]
+    assert ModelConfig.from_json(json.dumps(raw)).up_blocks == (0, 0, 0, 0)
 
 
 def test_integer_tables_sum_to_power_of_two_and_cover_every_symbol():

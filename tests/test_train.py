@@ -175,6 +175,31 @@ def test_slim_checkpoint_resumes_and_exports(photo_folder, tmp_path):
     assert steps and min(steps) == 3
 
 
+def test_grown_model_decodes_as_before_and_trains_on(photo_folder, tmp_path):
+    import torch
+
+    from compressnet.train.export import model_from_checkpoint
+    from compressnet.train.grow import grow_checkpoint
+
+    out = tmp_path / "run"
+    train(_cfg(photo_folder, out, 2), progress=False)
+    moved = tmp_path / "grown"
+    moved.mkdir()
+    added = grow_checkpoint(out / "ckpt.pt", moved / "ckpt.pt", {"up_blocks": [1, 0, 2, 0]})
+    assert len(added) == 3 * 6 and all(".blocks." in name for name in added)
+    old, new = model_from_checkpoint(out / "ckpt.pt"), model_from_checkpoint(moved / "ckpt.pt")
+    x = torch.rand(1, 3, 32, 48)
+    with torch.no_grad():  # new blocks start as the identity (to fp16 rounding of the copy)
+        torch.testing.assert_close(new(x).x_hat, old(x).x_hat, atol=2e-3, rtol=0)
+    train(_cfg(photo_folder, moved, 3, preset_overrides={"up_blocks": [1, 0, 2, 0]}), progress=False)
+    steps = [json.loads(line)["step"] for line in (moved / "log.jsonl").read_text().splitlines()]
+    assert steps and min(steps) == 3
+    with pytest.raises(ValueError, match="only"):
+        grow_checkpoint(out / "ckpt.pt", tmp_path / "x.pt", {"latent_channels": 8})
+    with pytest.raises(ValueError, match="lacks"):  # shrinking would drop trained blocks
+        grow_checkpoint(moved / "ckpt.pt", tmp_path / "x.pt", {"up_blocks": [0, 0, 0, 0]})
+
+
 def test_learning_rate_warms_up_again_after_the_optimisers_restart():
     from compressnet.train.loop import _lr
 

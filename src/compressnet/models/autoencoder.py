@@ -9,9 +9,10 @@ Data flow (``s_l``: the 2x2 max-pool switches of level ``l``)::
     y_hat --conv--9 ResBlocks--> g --conv--> h3 --up(s3)--> h2 --up(s2)--> h1 --up(s1)--> h0
           --up(s0)--> conv7 --> x_hat
 
-    up(h, s) = PixelShuffle(conv(h))                    SAE: no switches
-             + unpool(h, s)                             SWWAE: s sent, entropy-coded
-             + unpool(h, argmax SPN(h))                 SAE-SPN: s predicted at the decoder
+    up(h, s) = conv(PixelShuffle(conv(h))               SAE: no switches
+                    + unpool(h, s)                      SWWAE: s sent, entropy-coded
+                    + unpool(h, argmax SPN(h)))         SAE-SPN: s predicted at the decoder
+               --up_blocks[l] ResBlocks-->              (none in the paper)
 
 Faults of the original code that this fixes: the switch predictor is a 4-way
 classifier per pooled position (trained with cross-entropy, argmax at decode)
@@ -89,13 +90,16 @@ class Encoder(nn.Module):
 class Upsampler(nn.Module):
     """One decoder level: 2x up by pixel shuffle, plus switch unpooling where used."""
 
-    def __init__(self, width: int, out_width: int, uses_switches: bool, predicts: bool) -> None:
+    def __init__(self, width: int, out_width: int, uses_switches: bool, predicts: bool,
+                 blocks: int = 0) -> None:
         super().__init__()
         self.shuffle_conv = nn.Conv2d(width, width * 4, 3, padding=1)
         self.predictor = nn.Conv2d(width, width * 4, 3, padding=1) if predicts else None
         self.uses_switches = uses_switches
         self.out = nn.Conv2d(width, out_width, 3, padding=1)
         self.norm = ChannelNorm(out_width)
+        # identity at initialisation, so a trained model can grow them (compressnet.train.grow)
+        self.blocks = nn.ModuleList([ResidualBlock(out_width) for _ in range(blocks)])
 
     def forward(self, h: Tensor, switches: Tensor | None, ar: Float32 = FLOAT32
                 ) -> tuple[Tensor, Tensor | None]:
@@ -110,7 +114,10 @@ class Upsampler(nn.Module):
                 logits = None
         if self.uses_switches:
             up = ar.add(up, unpool_with_switches(h, switches))
-        return ar.norm(self.norm, ar.conv(self.out, ar.act(up))), logits
+        h = ar.norm(self.norm, ar.conv(self.out, ar.act(up)))
+        for block in self.blocks:
+            h = block(h, ar)
+        return h, logits
 
 
 class Decoder(nn.Module):
@@ -124,7 +131,8 @@ class Decoder(nn.Module):
         used = set(cfg.switch_levels)
         predicted = used if cfg.arch == "sae-spn" else set()
         self.ups = nn.ModuleList([
-            Upsampler(w[level], w[level - 1] if level else w[0], level in used, level in predicted)
+            Upsampler(w[level], w[level - 1] if level else w[0], level in used, level in predicted,
+                      cfg.up_blocks[level])
             for level in range(4)])
         self.to_rgb = nn.Conv2d(w[0], 3, 7, padding=3)
 

@@ -8,6 +8,7 @@ from dataclasses import dataclass, field
 
 ARCHITECTURES = ("sae", "swwae", "sae-spn")
 PRESETS = ("paper", "lite")
+TUPLE_FIELDS = ("enc_widths", "spn_levels", "qualities", "up_blocks")
 
 
 @dataclass(frozen=True)
@@ -17,6 +18,8 @@ class ModelConfig:
     ``qualities`` lists, for each ``--quality`` from 1 upward, how many of the
     ``latent_channels`` are sent (the model is trained with random channel
     truncation, so a prefix of the latent is a valid lower-rate code).
+    ``up_blocks`` adds depth where the lite decoder is thinnest, at its finer levels;
+    weights written before it existed load with none.
     """
 
     arch: str = "sae-spn"
@@ -28,6 +31,7 @@ class ModelConfig:
     res_blocks: int = 9
     spn_levels: tuple[int, ...] = (0,)
     qualities: tuple[int, ...] = (4, 6, 8, 11, 16)
+    up_blocks: tuple[int, ...] = (0, 0, 0, 0)  # residual blocks after each level's 2x up
     extra: dict = field(default_factory=dict)
 
     def __post_init__(self) -> None:
@@ -39,6 +43,8 @@ class ModelConfig:
             raise ValueError("every quality must send between 1 and latent_channels channels")
         if list(self.qualities) != sorted(set(self.qualities)):
             raise ValueError("qualities must be strictly increasing")
+        if len(self.up_blocks) != 4 or min(self.up_blocks) < 0:
+            raise ValueError("up_blocks needs 4 counts (levels 0 to 3), none negative")
         if self.levels < 2 or self.levels % 2 == 0:
             raise ValueError("levels must be odd and >= 3 (symmetric around 0)")
 
@@ -61,8 +67,9 @@ class ModelConfig:
     @classmethod
     def from_json(cls, text: str) -> ModelConfig:
         raw = json.loads(text)
-        for key in ("enc_widths", "spn_levels", "qualities"):
-            raw[key] = tuple(raw[key])
+        for key in TUPLE_FIELDS:
+            if key in raw:
+                raw[key] = tuple(raw[key])
         return cls(**raw)
 
 
@@ -77,5 +84,5 @@ def preset_config(arch: str, preset: str = "lite", **overrides) -> ModelConfig:
                     qualities=(2, 4))
     else:
         raise ValueError(f"unknown preset {preset!r}; choose one of {PRESETS}")
-    base.update(overrides)
+    base.update({k: tuple(v) if k in TUPLE_FIELDS else v for k, v in overrides.items()})
     return ModelConfig(arch=arch, preset=preset, **base)
