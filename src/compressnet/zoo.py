@@ -49,6 +49,8 @@ RETIRED: dict[tuple[int, str], str] = {
     (1, "8a64"): "0.1.0",
     (1, "a239"): "0.2.0",  # sae-spn-lite, 11,165 steps; replaced by 8,478 more
     (1, "63af"): "0.2.0",
+    (1, "a73d"): "0.3.0",  # sae-spn-lite, 19,643 steps; replaced by 5,591 more
+    (1, "e1b1"): "0.3.0",
 }
 
 
