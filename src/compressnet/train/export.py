@@ -33,11 +33,11 @@ def model_from_checkpoint(path: str | Path, qualities: tuple[int, ...] | None = 
     if qualities:
         cfg = dataclasses.replace(cfg, qualities=tuple(qualities))
     model = CompressNetModel(cfg)
-    model.load_state_dict(_shipped_weights(ckpt))
+    model.load_state_dict(shipped_weights(ckpt))
     return model.eval()
 
 
-def _shipped_weights(ckpt: dict) -> dict:
+def shipped_weights(ckpt: dict) -> dict:
     """The moving average of the weights where the run kept one (``--ema``), else the weights."""
     return ckpt.get("ema", ckpt["model"])
 
@@ -63,8 +63,14 @@ def write_slim(checkpoint: str | Path, output: str | Path) -> None:
     """Models and run facts in fp16, without optimiser or RNG state: about a sixth of the
     size, to move a run between machines; ``--resume`` from it restarts the optimisers."""
     ckpt = torch.load(checkpoint, map_location="cpu", weights_only=False)
+    save_slim(ckpt, shipped_weights(ckpt), output)
+
+
+def save_slim(ckpt: dict, model_state: dict, output: str | Path) -> None:
+    """Write ``model_state`` and ``ckpt``'s discriminator in fp16 with its run facts (step,
+    elapsed time, training config), atomically."""
     slim = {k: ckpt[k] for k in ("step", "elapsed", "train_config") if k in ckpt}
-    for key, state in (("model", _shipped_weights(ckpt)), ("disc", ckpt["disc"])):
+    for key, state in (("model", model_state), ("disc", ckpt["disc"])):
         slim[key] = {n: t.half() if t.is_floating_point() else t for n, t in state.items()}
     tmp = Path(str(output) + ".tmp")
     torch.save(slim, tmp)

@@ -19,6 +19,7 @@ import torch
 
 from compressnet.models.autoencoder import CompressNetModel
 from compressnet.models.config import preset_config
+from compressnet.train.export import save_slim, shipped_weights
 
 GROWABLE = ("up_blocks", "res_blocks")
 
@@ -50,15 +51,10 @@ def grow_checkpoint(checkpoint: str | Path, output: str | Path, changes: dict) -
     tc = dict(ckpt["train_config"])
     overrides = {**(tc.get("preset_overrides") or {}), **changes}
     model = CompressNetModel(preset_config(tc["arch"], tc["preset"], **overrides))
-    old_state = ckpt.get("ema", ckpt["model"])
+    old_state = shipped_weights(ckpt)
     state = grow_state(old_state, model)
     tc["preset_overrides"] = overrides
-    grown = {k: ckpt[k] for k in ("step", "elapsed", "disc") if k in ckpt}
-    grown.update(train_config=tc, model={k: v.half() if v.is_floating_point() else v
-                                         for k, v in state.items()})
-    tmp = Path(str(output) + ".tmp")
-    torch.save(grown, tmp)
-    tmp.replace(output)
+    save_slim({**ckpt, "train_config": tc}, state, output)
     return sorted(set(state) - set(old_state))
 
 
