@@ -1,13 +1,17 @@
 """Write the golden files of ``tests/data``: one ``.cnet`` file per format version that the
 tests decode, written by the bundled default model, and its decoded pixels (``.png``).
 
-Run it only when the bundled default's weights change, after moving the old files to
+Run it when the bundled default's weights change, after moving the old files to
 ``tests/data/<last release that bundled them>/`` and adding their fingerprints to
-``compressnet.zoo.RETIRED`` (the tests check that they are refused with that pointer):
+``compressnet.zoo.RETIRED`` (the tests check that they are refused with that pointer), or when
+only latent models were added (``python -m compressnet.entropy.fit``): then the files of the
+older versions come out byte for byte as they were, and only the new versions' are added.
 
     python scripts/make_golden_files.py --force
 
-Versions 1 and 2 are no longer written. Their payloads are those of versions 3 and 4 (the same
+Versions 7 and 8 come from the bundled weights; 6 and 4 from the same weights without their
+context network (``context_net.*``), as 0.2.0 to 0.4.0 wrote them. Versions 1 and 2 are no
+longer written. Their payloads are those of versions 3 and 4 (the same
 context tables; 1 and 2 decode them in float32), so their files are those payloads under
 version 1 and 2 headers; version 1's payload comes from the weights without counted tables,
 as such files did.
@@ -27,6 +31,7 @@ from safetensors.numpy import save_file
 import compressnet
 from compressnet import bitstream, zoo
 from compressnet.codec import load_for_header
+from compressnet.entropy.context_net import PREFIX as CONTEXT_NET
 from compressnet.image import open_image
 from compressnet.models.io import FORMAT2_ONLY
 
@@ -40,9 +45,10 @@ def _relabel(data: bytes, **fields: int) -> bytes:
     return bitstream.pack(header._replace(**fields), payload)
 
 
-def _without_counted_tables(path: Path, out: Path) -> Path:
+def _without(path: Path, out: Path, names: tuple[str, ...], prefix: str) -> Path:
+    """A copy of weights ``path`` without the arrays ``names`` and those starting ``prefix``."""
     with safe_open(str(path), "np") as f:
-        arrays = {k: f.get_tensor(k) for k in f.keys() if k not in FORMAT2_ONLY}
+        arrays = {k: f.get_tensor(k) for k in f.keys() if k not in names and not k.startswith(prefix)}
         meta = f.metadata()
     save_file(arrays, str(out), metadata=meta)
     return out
@@ -53,12 +59,19 @@ def golden_files() -> dict[int, bytes]:
     codec = compressnet.load()
     pixels = open_image(SAMPLE)
     corner, middle = pixels[:128, :192], pixels[200:320, 300:500]  # 6: sides off the blocks
-    files = {6: codec.compress(middle, QUALITY), 4: codec.compress(corner, QUALITY, colour=False)}
-    files[2] = _relabel(files[4], version=2)
+    files = {7: codec.compress(middle, QUALITY), 8: codec.compress(corner, QUALITY, colour=False)}
     with tempfile.TemporaryDirectory() as tmp:
         entry = zoo.lookup(zoo.DEFAULT_MODEL)
-        plain = compressnet.load(str(_without_counted_tables(zoo.bundled_path(entry),
-                                                             Path(tmp) / "plain.safetensors")))
+        bundled = zoo.bundled_path(entry)
+
+        def load_without(names: tuple[str, ...], stem: str) -> compressnet.Codec:
+            return compressnet.load(str(_without(bundled, Path(tmp) / stem, names, CONTEXT_NET)))
+
+        counted = load_without((), "counted.safetensors")
+        files[6] = _relabel(counted.compress(middle, QUALITY), model_id=entry.model_id)
+        files[4] = _relabel(counted.compress(corner, QUALITY, colour=False), model_id=entry.model_id)
+        files[2] = _relabel(files[4], version=2)
+        plain = load_without(FORMAT2_ONLY, "plain.safetensors")
         files[1] = _relabel(plain.compress(corner, QUALITY, colour=False), version=1,
                             model_id=entry.model_id)
     return files

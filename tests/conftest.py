@@ -17,9 +17,9 @@ ARCHS = ("sae", "swwae", "sae-spn")
 
 
 def make_weights(tmp_path: Path, arch: str, seed: int = 0, counted: bool = False,
-                 **overrides) -> Path:
-    """Random tiny weights; ``counted`` adds scheme-2 tables counted on a few photos, so the
-    codec writes format version 6 as the bundled models do."""
+                 net: bool = False, **overrides) -> Path:
+    """Random tiny weights; ``counted`` adds scheme-2 tables counted on a few photos (format
+    version 6), ``net`` a briefly fitted context network too (format 7, as the bundled default)."""
     torch.manual_seed(seed)
     model = CompressNetModel(preset_config(arch, "tiny", **overrides))
     with torch.no_grad():  # skewed tables, so the coder has something to exploit
@@ -31,18 +31,18 @@ def make_weights(tmp_path: Path, arch: str, seed: int = 0, counted: bool = False
         model.encoder.to_latent.weight.mul_(8.0)
     path = tmp_path / f"{arch}-tiny-{seed}.safetensors"
     export_weights(model, path)
-    if not counted:
+    if not (counted or net):
         return path
     from PIL import Image
 
-    from compressnet.entropy.fit import add_counted_tables
+    from compressnet.entropy.fit import add_latent_models
 
     files = []
     for i in range(3):
         files.append(tmp_path / f"fit-{arch}-{seed}-{i}.png")
         Image.fromarray(photo(96, 128, seed=10 + i)).save(files[-1])
-    out = tmp_path / f"{arch}-tiny-{seed}-counted.safetensors"
-    add_counted_tables(path, files, out, progress=False)
+    out = tmp_path / f"{arch}-tiny-{seed}-{'net' if net else 'counted'}.safetensors"
+    add_latent_models(path, files, out, context_net=net, net_steps=30, progress=False)
     return out
 
 
@@ -60,8 +60,8 @@ def tiny_codec(request, weights_dir) -> Codec:
 
 @pytest.fixture(scope="session")
 def spn_weights(weights_dir) -> Path:
-    """A tiny SAE-SPN that writes format version 6, like the bundled default."""
-    return make_weights(weights_dir, "sae-spn", seed=1, counted=True)
+    """A tiny SAE-SPN that writes format version 7, like the bundled default."""
+    return make_weights(weights_dir, "sae-spn", seed=1, net=True)
 
 
 def photo(h: int, w: int, seed: int = 0) -> np.ndarray:

@@ -27,7 +27,7 @@ def test_pack_unpack_round_trip():
     (b"C", "truncated"),
     (b"CN\x01\x01", "truncated"),
     (b"CN\x09\x01\x00\x00\x01\x00\x00\x00\x00\x00\x00", "version 9"),
-    (b"CN\x07\x01\x00\x00\x01\x00\x00\x00\x00\x00\x00", "version 7"),
+    (b"CN\xff\x01\x00\x00\x01\x00\x00\x00\x00\x00\x00", "version 255"),
 ])
 def test_bad_headers(data, message):
     with pytest.raises(BitstreamError, match=message):

@@ -89,25 +89,31 @@ def test_float_formats_still_decode(version):
     header, _ = bitstream.unpack(data)
     assert (header.version, header.quality, header.height, header.width) == (version, 4, 128, 192)
     codec = load_for_header(data)
-    assert codec.format_version == 6  # the bundled default writes format 6 and reads all
+    assert codec.format_version == 7  # the bundled default writes format 7 and reads all
     decoded = codec.decompress_array(data)
     # the same latent symbols; float32 sums may differ in a last bit on other CPUs
     diff = np.abs(decoded.astype(int) - expected.astype(int))
     assert diff.max() <= 1 and (diff == 0).mean() > 0.99
 
 
-@pytest.mark.parametrize("version", [4, 6])
+@pytest.mark.parametrize("version", [4, 6, 7, 8])
 def test_exact_formats_decode_to_the_same_pixels_on_every_machine(version):
-    """Formats 4 and 6 (exact arithmetic; 6 adds the colour layer) must decode to these pixels
-    bit for bit. Other machines are stood in for by other kernels: oneDNN's SSE4.1 code, ATen's
-    scalar code, 1 and 2 threads (float32 decoding moves some of these pixels by one level under
-    the same settings)."""
+    """Formats 4, 6, 7 and 8 (exact arithmetic; 6 and 7 add the colour layer, 7 and 8 code the
+    latent with the context network) must decode to these pixels bit for bit. Other machines are
+    stood in for by other kernels: oneDNN's SSE4.1 code, ATen's scalar code, 1 and 2 threads
+    (float32 decoding moves some of these pixels by one level under the same settings)."""
     data, expected = golden(version)
-    if version == 4:
-        assert bitstream.unpack(data)[0] == bitstream.unpack(golden(2)[0])[0]._replace(version=4)
+    header = bitstream.unpack(data)[0]
+    if version in (4, 8):  # the same corner and pixels; 8's latent in fewer bytes
+        assert header == bitstream.unpack(golden(2)[0])[0]._replace(
+            version=version, fingerprint=header.fingerprint)
+        np.testing.assert_array_equal(expected, golden(4)[1])
     else:  # a crop whose sides are not multiples of 16 or of the colour block (48 at quality 4)
-        header = bitstream.unpack(data)[0]
-        assert (header.version, header.quality, header.height, header.width) == (6, 4, 120, 200)
+        assert (header.version, header.quality, header.height, header.width) == (version, 4, 120, 200)
+    if version in (7, 8):  # the pixels of 6 and 4, from fewer bytes
+        older = golden(version - 1 if version == 7 else 4)
+        assert len(data) < len(older[0])
+        np.testing.assert_array_equal(expected, older[1])
     np.testing.assert_array_equal(load_for_header(data).decompress_array(data), expected)
     script = ("import sys, numpy, torch, compressnet; torch.set_num_threads(int(sys.argv[1])); "
               "data = open(sys.argv[2], 'rb').read(); "

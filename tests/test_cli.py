@@ -34,19 +34,19 @@ def test_compress_decompress_info(tmp_path, image_file, spn_weights, capsys):
     assert cnet.is_file() and f"{cnet.stat().st_size} bytes" in out and "q1" in out
     assert cli.main(["info", str(cnet)]) == 0
     info = capsys.readouterr().out
-    assert "quality 1, 72x40" in info and "format v6 (counted tables, exact decoder, colour layer)" in info
+    assert "quality 1, 72x40" in info and "format v7 (context network, exact decoder, colour layer)" in info
     assert cli.main(["decompress", str(cnet), "--model", str(spn_weights)]) == 0
     decoded = Image.open(tmp_path / "photo.decoded.png")
     assert decoded.size == (72, 40) and decoded.mode == "RGB"
     assert image_file.read_bytes() == before  # the input is never touched
 
 
-def test_no_colour_layer_writes_format_4(tmp_path, image_file, spn_weights, capsys):
+def test_no_colour_layer_writes_format_8(tmp_path, image_file, spn_weights, capsys):
     out = tmp_path / "plain.cnet"
     assert cli.main(["compress", str(image_file), "--model", str(spn_weights), "-o", str(out),
                      "--no-colour-layer"]) == 0
     assert cli.main(["info", str(out)]) == 0
-    assert "format v4 (counted tables, exact decoder), weights" in capsys.readouterr().out
+    assert "format v8 (context network, exact decoder), weights" in capsys.readouterr().out
     assert cli.main(["decompress", str(out), "--model", str(spn_weights)]) == 0
 
 

@@ -88,7 +88,7 @@ def test_the_default_model_writes_the_layer_and_gains_from_it():
     crop = open_image(str(resources.files("compressnet") / "samples" / "kodim23.png"))[:256, :384]
     q = codec.default_quality
     with_layer, without = codec.compress(crop, quality=q), codec.compress(crop, quality=q, colour=False)
-    assert bitstream.unpack(with_layer)[0].version == 6 and bitstream.unpack(without)[0].version == 4
+    assert bitstream.unpack(with_layer)[0].version == 7 and bitstream.unpack(without)[0].version == 8
     base = psnr(crop, codec.decompress_array(without))
     gain = psnr(crop, codec.decompress_array(with_layer)) - base
     up = codec.compress(crop, quality=q + 1, colour=False)

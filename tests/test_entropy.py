@@ -11,7 +11,7 @@ from compressnet import bitstream
 from compressnet.codec import CodecError, load
 from compressnet.entropy import coder
 from compressnet.entropy.context_model import latent_contexts, latent_contexts_np
-from compressnet.entropy.fit import add_counted_tables, count_tables, main
+from compressnet.entropy.fit import add_latent_models, count_tables, main
 
 
 @pytest.mark.parametrize("scheme", [1, 2])
@@ -87,8 +87,11 @@ def test_fit_command_writes_a_new_file_and_never_overwrites(tmp_path, weights_di
     photos.mkdir()
     Image.fromarray(photo(64, 64)).save(photos / "a.png")
     out = tmp_path / "fitted.safetensors"
-    assert main([str(base), str(photos), "-o", str(out)]) == 0
+    assert main([str(base), str(photos), "-o", str(out), "--no-context-net"]) == 0
     assert load(str(out)).format_version == 6 and "fingerprint" in capsys.readouterr().out
+    with_net = tmp_path / "with-net.safetensors"
+    assert main([str(base), str(photos), "-o", str(with_net), "--net-steps", "5"]) == 0
+    assert load(str(with_net)).format_version == 7 and "bits/symbol" in capsys.readouterr().out
     before = out.read_bytes()
     assert main([str(base), str(photos), "-o", str(out)]) == 1
     assert "exists" in capsys.readouterr().err and out.read_bytes() == before
@@ -104,8 +107,10 @@ def test_fit_keeps_every_other_array(weights_dir, tmp_path):
 
     Image.fromarray(photo(64, 64)).save(files[0])
     out = tmp_path / "fitted.safetensors"
-    add_counted_tables(base, files, out, progress=False)
+    add_latent_models(base, files, out, net_steps=3, progress=False)
     before, after = load_file(str(base)), load_file(str(out))
-    assert set(after) - set(before) == {"tables.latent2"}
+    added = set(after) - set(before)
+    assert "tables.latent2" in added and all(k.startswith("context_net.") for k in added - {"tables.latent2"})
+    assert len(added) > 1
     for name, array in before.items():
         np.testing.assert_array_equal(after[name], array)

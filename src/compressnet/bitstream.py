@@ -1,10 +1,10 @@
 """The ``.cnet`` container: a 13-to-17-byte header and the range-coded payload.
 
-Layout (format versions 1 to 6)::
+Layout (format versions 1 to 8)::
 
     offset  size  field
     0       2     magic b"CN"
-    2       1     format version (1 to 6)
+    2       1     format version (1 to 8)
     3       1     model id (stable, see compressnet.zoo; 0 = a user's weights file)
     4       2     weights fingerprint (first 2 bytes), so other weights are refused
     6       1     quality (1 = the lowest rate)
@@ -15,16 +15,18 @@ Layout (format versions 1 to 6)::
 
 Versions share this layout and differ in three choices (:data:`VERSIONS`):
 
-- the latent's context tables: the two-neighbour tables learned in training (scheme 1), or
-  the five-neighbour tables counted after it (scheme 2, :mod:`compressnet.entropy.fit`);
+- the latent's context tables: the two-neighbour tables learned in training (scheme 1),
+  the five-neighbour tables counted after it (scheme 2, :mod:`compressnet.entropy.fit`), or
+  a network's tables from the rows above and every earlier channel (scheme 3, versions 7
+  and 8, :mod:`compressnet.entropy.context_net`);
 - the decoder's arithmetic: float32 (versions 1 and 2; pixels can differ by one level between
   CPUs) or exact fixed point (versions 3 to 6; the same pixels on every machine and thread
   count, :mod:`compressnet.models.arithmetic`);
 - a colour layer first in the payload (versions 5 and 6): block means of the photo that the
   decoder puts back (:mod:`compressnet.colour_layer`).
 
-This release writes 5 or 6 (6 when the weights have counted tables), or 3 or 4 without the
-colour layer, and reads all six.
+This release writes the version of the richest context the weights carry: 7 (a context
+network), 6 (counted tables) or 5, or 8, 4 or 3 without the colour layer; it reads all eight.
 
 Free of torch: any program can parse a header.
 """
@@ -45,8 +47,9 @@ class FormatVersion(NamedTuple):
 
 VERSIONS = {1: FormatVersion(1, False), 2: FormatVersion(2, False),
             3: FormatVersion(1, True), 4: FormatVersion(2, True),
-            5: FormatVersion(1, True, True), 6: FormatVersion(2, True, True)}
-FORMAT_VERSION = 6  # the newest version this release writes
+            5: FormatVersion(1, True, True), 6: FormatVersion(2, True, True),
+            7: FormatVersion(3, True, True), 8: FormatVersion(3, True, False)}
+FORMAT_VERSION = 7  # what the bundled default writes (8 is the same without the colour layer)
 SUPPORTED_VERSIONS = tuple(VERSIONS)
 
 
@@ -58,7 +61,8 @@ def version_for(context_scheme: int, colour_layer: bool = True) -> int:
 def describe(version: int) -> str:
     """What a version means, for people: e.g. "counted tables, exact decoder, colour layer"."""
     form = VERSIONS[version]
-    parts = ["counted tables" if form.context_scheme == 2 else "learned tables",
+    tables = {1: "learned tables", 2: "counted tables", 3: "context network"}
+    parts = [tables[form.context_scheme],
              "exact decoder" if form.exact_decoder else "float32 decoder"]
     return ", ".join(parts + (["colour layer"] if form.colour_layer else []))
 MAX_SIDE = 1 << 21  # 3 LEB128 bytes

@@ -254,8 +254,9 @@ def build_parser() -> argparse.ArgumentParser:
                         "one encode+decode (try 10)")
     p.add_argument("--no-colour-layer", action="store_true",
                    help="leave out the colour layer (block colours sent beside the latent; "
-                        "format 4 instead of 6): a few bytes smaller, but the default model "
-                        "trained through the layer and decodes 2.5-3.7 dB worse without it")
+                        "format 8 instead of 7, or 4 instead of 6): a few bytes smaller, but the "
+                        "default model trained through the layer and decodes 2.7-4.1 dB worse "
+                        "without it")
     p.add_argument("--force", action="store_true", help="overwrite existing outputs")
     p.set_defaults(func=cmd_compress)
 

@@ -15,6 +15,7 @@ from PIL import Image
 
 from compressnet import bitstream, colour_layer, zoo
 from compressnet.entropy import coder
+from compressnet.entropy.context_net import ExactContextNet
 from compressnet.image import (
     MAX_PIXELS,
     ImageError,
@@ -37,7 +38,7 @@ def single_threaded():
     """Run a float32 network on one thread: PyTorch's CPU kernels may sum in another order with
     more threads, and a last-bit difference can flip a rounded latent symbol, pixel or predicted
     switch. The encoder runs so (a file must not depend on the caller's thread count), and so
-    does the float32 decoder of format versions 1 and 2; versions 3 to 6 decode exactly on any
+    does the float32 decoder of format versions 1 and 2; versions 3 to 8 decode exactly on any
     number of threads (:mod:`compressnet.models.arithmetic`)."""
     with _THREADS_LOCK:
         before = torch.get_num_threads()
@@ -86,15 +87,18 @@ class Codec:
         self.model = loaded.model
         self.cfg = loaded.model.cfg
         self.tables = loaded.tables
-        # Weights with counted five-neighbour tables write format 6 (about 10% smaller than 5),
-        # or 4 without the colour layer. Files coded with the learned tables (1, 3, 5) carry the
-        # fingerprint without those tables.
+        # The richest context the weights carry sets the format of new files: 7 with a context
+        # network, 6 with counted five-neighbour tables, else 5 (8, 4 and 3 without the colour
+        # layer). Each file carries the fingerprint of the arrays its version reads, so adding
+        # tables or a network to weights keeps the files they wrote before decodable.
         counted = "latent2" in loaded.tables
-        self.format_version = bitstream.version_for(2 if counted else 1)
+        self.context_net = ExactContextNet(loaded.context_net) if loaded.context_net else None
+        scheme = 3 if self.context_net else 2 if counted else 1
+        self.format_version = bitstream.version_for(scheme)
         self.fingerprint = loaded.fingerprint[:2]  # the one written into new files
-        self._fingerprints = {v: loaded.v1_fingerprint[:2] if f.context_scheme == 1 else
-                              self.fingerprint for v, f in bitstream.VERSIONS.items()
-                              if f.context_scheme == 1 or counted}
+        prints = loaded.scheme_fingerprints or {1: loaded.v1_fingerprint, scheme: loaded.fingerprint}
+        self._fingerprints = {v: prints[f.context_scheme][:2] for v, f in bitstream.VERSIONS.items()
+                              if f.context_scheme <= scheme}
         self._exact: Exact | None = None
         self.writes_colour_layer = True  # encode(colour=None) follows it: formats 5/6, else 3/4
         self.model_id = model_id
@@ -176,9 +180,10 @@ class Codec:
         if refine < 0:
             raise CodecError(f"refine takes a number of steps (0 or more), not {refine}")
 
-    def _latent_tables(self, scheme: int, keep: int) -> np.ndarray:
-        """The first ``keep`` channels' tables of context ``scheme``."""
-        return self.tables["latent2" if scheme == 2 else "latent"][:keep]
+    def _latent_tables(self, scheme: int, keep: int) -> np.ndarray | None:
+        """The first ``keep`` channels' tables of context ``scheme`` (scheme 3: the counted ones,
+        for the channels its network leaves to them)."""
+        return self.tables["latent2" if scheme >= 2 else "latent"][:keep]
 
     def version_written(self, colour: bool | None = None) -> int:
         """The format version of new files: :attr:`format_version`, or its version without
@@ -192,8 +197,10 @@ class Codec:
         sym, switches, switch_tables = analysis.symbols[:keep], analysis.switches, self._switch_tables()
         tables = self._latent_tables(scheme, keep)
         layer = self._colour_layer(analysis.pixels, quality, colour)
-        payload = coder.encode(sym, tables, switches, switch_tables, scheme=scheme, colour=layer)
-        est = coder.latent_bits(sym, tables, scheme) + coder.switch_bits(switches, switch_tables)
+        payload = coder.encode(sym, tables, switches, switch_tables, scheme=scheme, colour=layer,
+                               net=self.context_net)
+        est = coder.latent_bits(sym, tables, scheme, self.context_net)
+        est += coder.switch_bits(switches, switch_tables)
         if layer is not None:
             est += colour_layer.code_length(layer)
         h, w = analysis.height, analysis.width
@@ -283,7 +290,8 @@ class Codec:
             decoded = coder.decode(payload, self._latent_tables(form.context_scheme, keep),
                                    (keep, hp, wp), shapes, self._switch_tables(),
                                    scheme=form.context_scheme,
-                                   colour_size=(header.height, header.width) if form.colour_layer else None)
+                                   colour_size=(header.height, header.width) if form.colour_layer else None,
+                                   net=self.context_net)
         except coder.CodingError as exc:
             raise bitstream.BitstreamError(f"corrupted payload: {exc}") from None
         y_hat = torch.zeros(1, self.cfg.latent_channels, hp, wp)

@@ -7,7 +7,10 @@ machine.  Format versions 5 and 6 start the stream with the colour layer
 (:mod:`compressnet.colour_layer`).  Symbols are coded channel by channel, row by
 row, left to right.  In context scheme 1 each row is one vectorised call, because its contexts (the row
 above, the previous channel) are already known to the decoder; scheme 2 also
-looks left, so its decoder finishes each symbol before the next one's context.
+looks left, so its decoder finishes each symbol before the next one's context.  Scheme 3
+(:mod:`compressnet.entropy.context_net`) computes a row's tables with a network from the rows
+above and the earlier channels, and decodes a row at a time, in the channels the network codes
+(the others as scheme 2).
 """
 
 from __future__ import annotations
@@ -23,6 +26,7 @@ from compressnet.entropy.context_model import (
     TABLE_PRECISION,
     latent_contexts_np,
 )
+from compressnet.entropy.context_net import ExactContextNet
 
 _SCALE = float(1 << TABLE_PRECISION)
 _FAMILY = constriction.stream.model.Categorical(perfect=False)
@@ -42,13 +46,33 @@ def _probs(freqs: np.ndarray) -> np.ndarray:
     return np.ascontiguousarray(freqs, dtype=np.float64) / _SCALE
 
 
-def latent_bits(symbols: np.ndarray, tables: np.ndarray, scheme: int = 1) -> float:
-    """Ideal code length in bits of ``symbols`` (k, h, w) under ``tables``."""
-    levels = tables.shape[-1]
-    ctx = latent_contexts_np(symbols, levels, scheme)
-    c = np.arange(symbols.shape[0])[:, None, None]
-    freqs = tables[c, ctx, symbols]
-    return float(-np.log2(freqs / _SCALE).sum())
+def latent_frequencies(symbols: np.ndarray, tables: np.ndarray | None, scheme: int = 1,
+                       net: ExactContextNet | None = None) -> np.ndarray:
+    """The integer table (k, h, w, L) that codes each symbol of ``symbols`` (k, h, w): from
+    the learned or counted ``tables`` (schemes 1 and 2), or in scheme 3 from the context
+    ``net`` in the channels it codes and the counted ``tables`` in the others."""
+    if scheme == 3 and net is None:
+        raise ValueError("context scheme 3 needs the weights' context network")
+    counted = latent_contexts_np(symbols, tables.shape[-1], min(scheme, 2)) if tables is not None else None
+    freqs = (tables[np.arange(symbols.shape[0])[:, None, None], counted] if tables is not None
+             else None)
+    if scheme == 3:
+        by_net = net.all_frequencies(symbols)
+        keep = [c for c in range(symbols.shape[0]) if not net.codes(c)]
+        if keep and freqs is None:
+            raise ValueError("the context network leaves channels to counted tables, which are missing")
+        if keep:
+            by_net[keep] = freqs[keep]
+        freqs = by_net
+    return freqs
+
+
+def latent_bits(symbols: np.ndarray, tables: np.ndarray | None, scheme: int = 1,
+                net: ExactContextNet | None = None) -> float:
+    """Ideal code length in bits of ``symbols`` (k, h, w) under ``tables`` or ``net``."""
+    freqs = latent_frequencies(symbols, tables, scheme, net)
+    picked = np.take_along_axis(freqs, symbols[..., None].astype(np.int64), -1)
+    return float(-np.log2(picked / _SCALE).sum())
 
 
 def switch_bits(switches: list[np.ndarray], tables: list[np.ndarray]) -> float:
@@ -61,16 +85,15 @@ def switch_bits(switches: list[np.ndarray], tables: list[np.ndarray]) -> float:
 
 def encode(symbols: np.ndarray, tables: np.ndarray,
            switches: list[np.ndarray] = (), switch_tables: list[np.ndarray] = (),
-           scheme: int = 1, colour: colour_layer.ColourLayer | None = None) -> bytes:
+           scheme: int = 1, colour: colour_layer.ColourLayer | None = None,
+           net: ExactContextNet | None = None) -> bytes:
     """Code the optional colour layer, the latent (k, h, w) and optional switches (each
     (C_l, h_l, w_l)) into bytes."""
-    levels = tables.shape[-1]
     enc = constriction.stream.queue.RangeEncoder()
     if colour is not None:
         colour_layer.encode_into(enc, colour)
-    ctx = latent_contexts_np(symbols, levels, scheme)
-    c = np.arange(symbols.shape[0])[:, None, None]
-    probs = _probs(tables[c, ctx].reshape(-1, levels))
+    freqs = latent_frequencies(symbols, tables, scheme, net)
+    probs = _probs(freqs.reshape(-1, freqs.shape[-1]))
     enc.encode(symbols.reshape(-1).astype(np.int32), _FAMILY, probs)
     for s, t in zip(switches, switch_tables):
         c = np.arange(s.shape[0])[:, None, None]
@@ -110,22 +133,32 @@ def _decode_row(dec, probs: np.ndarray, out: np.ndarray, ch: int, i: int, scheme
 def decode(payload: bytes, tables: np.ndarray, shape: tuple[int, int, int],
            switch_shapes: list[tuple[int, int, int]] = (),
            switch_tables: list[np.ndarray] = (), scheme: int = 1,
-           colour_size: tuple[int, int] | None = None) -> Decoded:
+           colour_size: tuple[int, int] | None = None,
+           net: ExactContextNet | None = None) -> Decoded:
     """Inverse of :func:`encode`; ``shape`` is (k, h, w) of the latent, ``colour_size`` the
     image's (height, width) when the stream starts with a colour layer."""
     if len(payload) % 4:
         raise CodingError("payload length is not a whole number of 32-bit words")
+    if scheme == 3 and net is None:
+        raise ValueError("context scheme 3 needs the weights' context network")
+    if scheme == 3 and tables is None and not all(net.codes(c) for c in range(shape[0])):
+        raise ValueError("the context network leaves channels to counted tables, which are missing")
     words = np.frombuffer(payload, dtype="<u4").astype(np.uint32)
-    levels = tables.shape[-1]
+    levels = net.levels if scheme == 3 else tables.shape[-1]
     k, h, w = shape
     try:
         dec = constriction.stream.queue.RangeDecoder(words)
         colour = colour_layer.decode_from(dec, *colour_size) if colour_size else None
         out = np.empty((k, h, w), dtype=np.int64)
         for ch in range(k):
+            if scheme == 3 and net.codes(ch):
+                earlier = net.earlier(out, ch)
+                for i in range(h):
+                    out[ch, i] = dec.decode(_FAMILY, _probs(net.row_frequencies(out, ch, i, earlier)))
+                continue
             probs = _probs(tables[ch])
             for i in range(h):
-                _decode_row(dec, probs, out, ch, i, scheme)
+                _decode_row(dec, probs, out, ch, i, min(scheme, 2))
         switches = []
         for (sc, sh, sw), t in zip(switch_shapes, switch_tables):
             level = np.empty((sc, sh, sw), dtype=np.int64)

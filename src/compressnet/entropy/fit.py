@@ -1,15 +1,21 @@
-"""Count context-scheme-2 tables for a trained model on its training photos.
+"""Fit richer latent models for a trained model on its training photos.
 
 Training learns tables for two neighbours only (a differentiable rate needs few
-parameters).  Once the encoder is frozen, its symbols can simply be counted with a
-richer context (:data:`~compressnet.entropy.context_model.CONTEXT_NEIGHBOURS`
-scheme 2: above, left, above-left, two to the left, previous channel).  On Kodak
-that codes the bundled sae-spn-lite about 10% smaller at the same image.
+parameters).  Once the encoder is frozen, its symbols can be modelled with richer
+contexts:
+
+- scheme 2: tables counted for five neighbours
+  (:data:`~compressnet.entropy.context_model.CONTEXT_NEIGHBOURS`: above, left, above-left,
+  two to the left, previous channel); on Kodak about 10% smaller than scheme 1;
+- scheme 3: a small network (:mod:`compressnet.entropy.context_net`) fitted to predict
+  each symbol from the rows above and every earlier channel.
 
     python -m compressnet.entropy.fit WEIGHTS PHOTOS/ -o WEIGHTS_OUT
 
-The output is the input weights file plus ``tables.latent2``; every other array is
-kept byte for byte, so files written before (format version 1) still decode with it.
+The output is the input weights file plus ``tables.latent2`` (kept as they are if the input
+has them, unless ``--recount``) and the ``context_net.*`` arrays (unless
+``--no-context-net``); every other array is kept byte for byte, so files written before
+still decode with it.
 A rerun on another machine or thread count may round a handful of the millions of
 counted symbols the other way, so a few table entries, and with them the
 fingerprint, can differ from the shipped ones.
@@ -21,12 +27,15 @@ import argparse
 import sys
 from collections.abc import Iterable, Iterator
 from pathlib import Path
+from typing import NamedTuple
 
 import numpy as np
 import torch
 from tqdm import tqdm
 
 from compressnet.entropy.context_model import context_count, latent_contexts_np, quantize_probabilities
+from compressnet.entropy.context_net import PREFIX as NET_PREFIX
+from compressnet.entropy.context_net import ContextNet
 from compressnet.image import pad_to_multiple, to_tensor
 from compressnet.models.autoencoder import DOWNSAMPLING, CompressNetModel
 from compressnet.train.data import find_images, read_photo
@@ -59,27 +68,109 @@ def latent_symbols(model: CompressNetModel, files: list[Path], max_side: int = 1
         yield symbols[0].numpy()
 
 
-def add_counted_tables(weights: str | Path, files: list[Path], output: str | Path,
-                       prior: float = PRIOR, progress: bool = True) -> bytes:
-    """Write ``weights`` plus counted scheme-2 tables to ``output``; returns the new fingerprint."""
+class NetFit(NamedTuple):
+    net: ContextNet
+    held_out_bits: float  # bits per symbol on the held-out maps, each channel coded as chosen
+    held_out_counted_bits: float  # the same under the scheme-2 tables alone
+
+
+def fit_context_net(maps: list[np.ndarray], levels: int, steps: int = 5000, crop: int = 16,
+                    batch: int = 4, width: int = 64, seed: int = 0, progress: bool = True
+                    ) -> tuple[ContextNet, float]:
+    """Fit a :class:`ContextNet` on random crops of symbol maps (C, h, w); returns it and
+    its last training loss in bits per symbol."""
+    gen = torch.Generator().manual_seed(seed)
+    channels = maps[0].shape[0]
+    crop = min([crop] + [min(m.shape[1:]) for m in maps])
+    data = [torch.from_numpy(m.astype(np.int64)) for m in maps]
+    torch.manual_seed(seed)
+    net = ContextNet(channels, levels, width)
+    opt = torch.optim.Adam(net.parameters(), 2e-3)
+    sched = torch.optim.lr_scheduler.MultiStepLR(opt, [int(steps * 0.6), int(steps * 0.85)], 0.3)
+    loss = torch.tensor(float("nan"))
+    bar = tqdm(range(steps), desc="context network", unit="step", disable=not progress)
+    for _ in bar:
+        items = []
+        for k in torch.randint(len(data), (batch,), generator=gen).tolist():
+            m = data[k]
+            i = int(torch.randint(m.shape[1] - crop + 1, (1,), generator=gen))
+            j = int(torch.randint(m.shape[2] - crop + 1, (1,), generator=gen))
+            items.append(m[:, i:i + crop, j:j + crop])
+        x = torch.stack(items)
+        loss = net.bits(x).sum() / x.numel()
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+        sched.step()
+        bar.set_postfix(bits=f"{loss.item():.3f}")
+    return net.eval(), float(loss.detach())
+
+
+def per_channel_bits(net: ContextNet, tables: np.ndarray, maps: list[np.ndarray]
+                     ) -> tuple[np.ndarray, np.ndarray]:
+    """Bits per symbol of each channel (C,) of ``maps`` under ``net`` (float) and under the
+    counted ``tables``."""
+    from compressnet.entropy.coder import latent_frequencies
+
+    net_bits, counted, total = np.zeros(tables.shape[0]), np.zeros(tables.shape[0]), 0
+    with torch.no_grad():
+        for m in maps:
+            m = m.astype(np.int64)
+            net_bits += net.bits(torch.from_numpy(m)[None]).numpy()
+            freqs = np.take_along_axis(latent_frequencies(m, tables, SCHEME), m[..., None], -1)
+            counted += -np.log2(freqs / float(1 << 16)).sum((1, 2, 3))
+            total += m[0].size
+    return net_bits / total, counted / total
+
+
+def choose_channels(net: ContextNet, tables: np.ndarray, held_out: list[np.ndarray]
+                    ) -> tuple[float, float]:
+    """Mark in ``net.coded`` the channels that the network codes in fewer held-out bits than
+    the counted tables; returns the bits per symbol with that choice and with the tables only."""
+    by_net, by_tables = per_channel_bits(net, tables, held_out)
+    with torch.no_grad():
+        net.coded.copy_(torch.from_numpy((by_net < by_tables).astype(np.float32)))
+    return float(np.minimum(by_net, by_tables).mean()), float(by_tables.mean())
+
+
+def add_latent_models(weights: str | Path, files: list[Path], output: str | Path,
+                      prior: float = PRIOR, context_net: bool = True, recount: bool = False,
+                      net_steps: int = 5000, progress: bool = True) -> tuple[bytes, NetFit | None]:
+    """Write ``weights`` plus counted scheme-2 tables and (``context_net``) a scheme-3
+    network to ``output``; returns the new fingerprint and the network's fit. Every 20th
+    photo is held out of the network's fit to report its bits against the tables'."""
     from safetensors import safe_open
     from safetensors.numpy import load_file, save_file
 
     from compressnet.models.io import load_weights
 
     model = load_weights(weights).model
-    tables = count_tables(latent_symbols(model, files, progress=progress),
-                          model.cfg.latent_channels, model.cfg.levels, prior)
+    arrays = {k: v for k, v in load_file(str(weights)).items() if not k.startswith(NET_PREFIX)}
     with safe_open(str(weights), framework="numpy") as f:
         meta = dict(f.metadata() or {})
-    arrays = load_file(str(weights))
-    arrays["tables.latent2"] = tables.astype(np.uint16)  # frequencies are 1..2**16 - 4
-    meta["context_tables"] = f"scheme {SCHEME}, counted on {len(files)} images, prior {prior}"
+    maps = list(latent_symbols(model, files, progress=progress))
+    cfg = model.cfg
+    if recount or "tables.latent2" not in arrays:
+        tables = count_tables(maps, cfg.latent_channels, cfg.levels, prior)
+        arrays["tables.latent2"] = tables.astype(np.uint16)  # frequencies are 1..2**16 - 4
+        meta["context_tables"] = f"scheme {SCHEME}, counted on {len(files)} images, prior {prior}"
+    fit = None
+    if context_net:
+        held = maps[::20] if len(maps) >= 20 else maps[:1]
+        train = [m for i, m in enumerate(maps) if i % 20] if len(maps) >= 20 else maps
+        net, _ = fit_context_net(train, cfg.levels, net_steps, progress=progress)
+        fit = NetFit(net, *choose_channels(net, arrays["tables.latent2"].astype(np.int64), held))
+        arrays.update(net.state_arrays())
+        coded = [c for c in range(cfg.latent_channels) if net.coded[c] > 0.5]
+        meta["context_net"] = (f"scheme 3, fitted {net_steps} steps on {len(train)} of {len(files)} "
+                               f"images, codes channels {coded} (counted tables the others); "
+                               f"held-out {fit.held_out_bits:.4f} bits/symbol against "
+                               f"{fit.held_out_counted_bits:.4f} with the counted tables alone")
     output = Path(output)
     tmp = output.with_name(output.name + ".tmp")
     save_file(arrays, str(tmp), metadata=meta)
     tmp.replace(output)
-    return load_weights(output).fingerprint
+    return load_weights(output).fingerprint, fit
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -89,6 +180,12 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("-o", "--output", required=True, help="weights file to write")
     p.add_argument("--layout", default="folder", choices=["folder", "clic", "cityscapes"])
     p.add_argument("--prior", type=float, default=PRIOR, help="pseudo-count per symbol")
+    p.add_argument("--no-context-net", action="store_true",
+                   help="counted tables only (format 6), no context network (format 7)")
+    p.add_argument("--recount", action="store_true",
+                   help="count the tables again even if the weights have them (changes the "
+                        "fingerprint of format-6 files)")
+    p.add_argument("--net-steps", type=int, default=5000, help="the network's training steps")
     p.add_argument("--force", action="store_true", help="overwrite an existing output")
     args = p.parse_args(argv)
     if Path(args.output).exists() and not args.force:
@@ -96,11 +193,15 @@ def main(argv: list[str] | None = None) -> int:
         return 1
     try:
         files = find_images(args.data, args.layout)
-        fp = add_counted_tables(args.weights, files, args.output, args.prior)
+        fp, fit = add_latent_models(args.weights, files, args.output, args.prior,
+                                    not args.no_context_net, args.recount, args.net_steps)
     except (FileNotFoundError, ValueError) as exc:
         print(f"compressnet: error: {exc}", file=sys.stderr)
         return 1
-    print(f"wrote {args.output} (fingerprint {fp[:2].hex()}, tables from {len(files)} images)")
+    print(f"wrote {args.output} (fingerprint {fp[:2].hex()}, from {len(files)} images)")
+    if fit is not None:
+        print(f"context network: {fit.held_out_bits:.4f} bits/symbol on held-out photos, "
+              f"counted tables {fit.held_out_counted_bits:.4f}")
     return 0
 
 

@@ -76,7 +76,9 @@ def main(argv: list[str] | None = None) -> int:
         f"- Entropy coding: format version {codec.version_written()}, "
         + (f"context tables counted after training ({meta['context_tables']}; "
            "`python -m compressnet.entropy.fit`)" if "context_tables" in meta
-           else "the context tables learned in training") + "; a colour layer of block means "
+           else "the context tables learned in training")
+        + (f"; a context network for the latent ({meta['context_net']})" if "context_net" in meta
+           else "") + "; a colour layer of block means "
         f"(blocks of {', '.join(str(codec.colour_block(q)) for q in codec.qualities)} pixels at "
         f"qualities {codec.qualities[0]} to {codec.qualities[-1]}, `compressnet.colour_layer`)"
         + ("" if codec.writes_colour_layer else ", left out here (`--no-colour-layer`)")

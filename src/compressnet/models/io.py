@@ -6,7 +6,9 @@ The fingerprint is a hash of everything in the file that shapes the decoded
 image, so a bitstream can refuse to decode with other weights.  Files of format
 versions 1 and 3 were coded without the counted scheme-2 tables (``tables.latent2``, added by
 :mod:`compressnet.entropy.fit`), so they carry a fingerprint that leaves them out:
-adding those tables to a model keeps its old files decodable.
+adding those tables to a model keeps its old files decodable.  In the same way files of
+versions 1 to 6 carry a fingerprint without the context network (``context_net.*``, format
+versions 7 and 8), so adding one keeps them decodable too.
 """
 
 from __future__ import annotations
@@ -21,6 +23,8 @@ from safetensors import safe_open
 from safetensors.numpy import load_file as np_load_file
 from safetensors.numpy import save_file as np_save_file
 
+from compressnet.entropy.context_net import PREFIX as CONTEXT_NET_PREFIX
+from compressnet.entropy.context_net import ContextNet
 from compressnet.models.autoencoder import CompressNetModel
 from compressnet.models.config import ModelConfig
 
@@ -33,6 +37,8 @@ class LoadedModel(NamedTuple):
     fingerprint: bytes  # 8 bytes; bitstreams carry a prefix of it
     metadata: dict[str, str]
     v1_fingerprint: bytes  # the same without the arrays that format-1 and -3 files do not use
+    context_net: ContextNet | None = None  # context scheme 3's network, if the file has one
+    scheme_fingerprints: dict[int, bytes] | None = None  # context scheme -> its files' fingerprint
 
 
 FORMAT2_ONLY = ("tables.latent2",)
@@ -80,7 +86,7 @@ def load_weights(path: str | Path) -> LoadedModel:
     cfg = ModelConfig.from_json(meta["config"])
     model = CompressNetModel(cfg)
     state = {k: torch.from_numpy(v.astype(np.float32)) for k, v in arrays.items()
-             if not k.startswith("tables.")}
+             if not k.startswith(("tables.", CONTEXT_NET_PREFIX))}
     missing, unexpected = model.load_state_dict(state, strict=False)
     missing = [k for k in missing if not k.startswith("entropy.") and "centers" not in k]
     if missing or unexpected:
@@ -90,5 +96,9 @@ def load_weights(path: str | Path) -> LoadedModel:
               if k.startswith("tables.")}
     model.entropy.load_tables(tables)
     model.eval()
-    return LoadedModel(model, tables, _fingerprint(meta["config"], arrays), meta,
-                       _fingerprint(meta["config"], arrays, FORMAT2_ONLY))
+    net_arrays = tuple(k for k in arrays if k.startswith(CONTEXT_NET_PREFIX))
+    net = ContextNet.from_arrays(arrays) if net_arrays else None
+    prints = {1: _fingerprint(meta["config"], arrays, FORMAT2_ONLY + net_arrays),
+              2: _fingerprint(meta["config"], arrays, net_arrays),
+              3: _fingerprint(meta["config"], arrays)}
+    return LoadedModel(model, tables, prints[3], meta, prints[1], net, prints)
