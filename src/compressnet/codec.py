@@ -100,6 +100,9 @@ class Codec:
         self._fingerprints = {v: prints[f.context_scheme][:2] for v, f in bitstream.VERSIONS.items()
                               if f.context_scheme <= scheme}
         self._exact: Exact | None = None
+        # (symbols' bytes, their scheme-3 tables): a channel's tables do not depend on how many
+        # channels are sent, so trying several qualities (--target-bpp) runs the network once
+        self._net_tables: tuple[bytes, np.ndarray] | None = None
         self.writes_colour_layer = True  # encode(colour=None) follows it: formats 5/6, else 3/4
         self.model_id = model_id
         self.name = name
@@ -197,9 +200,10 @@ class Codec:
         sym, switches, switch_tables = analysis.symbols[:keep], analysis.switches, self._switch_tables()
         tables = self._latent_tables(scheme, keep)
         layer = self._colour_layer(analysis.pixels, quality, colour)
+        freqs = self._network_tables(analysis.symbols, keep) if scheme == 3 else None
         payload = coder.encode(sym, tables, switches, switch_tables, scheme=scheme, colour=layer,
-                               net=self.context_net)
-        est = coder.latent_bits(sym, tables, scheme, self.context_net)
+                               net=self.context_net, freqs=freqs)
+        est = coder.latent_bits(sym, tables, scheme, self.context_net, freqs)
         est += coder.switch_bits(switches, switch_tables)
         if layer is not None:
             est += colour_layer.code_length(layer)
@@ -207,6 +211,17 @@ class Codec:
         header = bitstream.Header(self.model_id, self.fingerprint, quality, h, w, version)
         return EncodeResult(bitstream.pack(header, payload), quality, h, w, est,
                             self.fixed_length_bpp(quality, h, w))
+
+    def _network_tables(self, symbols: np.ndarray, keep: int) -> np.ndarray:
+        """Scheme 3's tables of the first ``keep`` channels of ``symbols`` (C, h, w), reusing
+        the last call's when they cover them."""
+        key = symbols.tobytes() + symbols.shape.__repr__().encode()
+        cached = self._net_tables
+        if cached is None or cached[0] != key or len(cached[1]) < keep:
+            tables = self._latent_tables(3, keep)
+            cached = (key, coder.latent_frequencies(symbols[:keep], tables, 3, self.context_net))
+            self._net_tables = cached
+        return cached[1][:keep]
 
     @property
     def default_quality(self) -> int:

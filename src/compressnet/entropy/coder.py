@@ -68,9 +68,10 @@ def latent_frequencies(symbols: np.ndarray, tables: np.ndarray | None, scheme: i
 
 
 def latent_bits(symbols: np.ndarray, tables: np.ndarray | None, scheme: int = 1,
-                net: ExactContextNet | None = None) -> float:
-    """Ideal code length in bits of ``symbols`` (k, h, w) under ``tables`` or ``net``."""
-    freqs = latent_frequencies(symbols, tables, scheme, net)
+                net: ExactContextNet | None = None, freqs: np.ndarray | None = None) -> float:
+    """Ideal code length in bits of ``symbols`` (k, h, w) under ``tables`` or ``net`` (or
+    ``freqs``, their :func:`latent_frequencies` computed before)."""
+    freqs = latent_frequencies(symbols, tables, scheme, net) if freqs is None else freqs
     picked = np.take_along_axis(freqs, symbols[..., None].astype(np.int64), -1)
     return float(-np.log2(picked / _SCALE).sum())
 
@@ -86,13 +87,13 @@ def switch_bits(switches: list[np.ndarray], tables: list[np.ndarray]) -> float:
 def encode(symbols: np.ndarray, tables: np.ndarray,
            switches: list[np.ndarray] = (), switch_tables: list[np.ndarray] = (),
            scheme: int = 1, colour: colour_layer.ColourLayer | None = None,
-           net: ExactContextNet | None = None) -> bytes:
+           net: ExactContextNet | None = None, freqs: np.ndarray | None = None) -> bytes:
     """Code the optional colour layer, the latent (k, h, w) and optional switches (each
-    (C_l, h_l, w_l)) into bytes."""
+    (C_l, h_l, w_l)) into bytes; ``freqs``: the latent's :func:`latent_frequencies`, if known."""
     enc = constriction.stream.queue.RangeEncoder()
     if colour is not None:
         colour_layer.encode_into(enc, colour)
-    freqs = latent_frequencies(symbols, tables, scheme, net)
+    freqs = latent_frequencies(symbols, tables, scheme, net) if freqs is None else freqs
     probs = _probs(freqs.reshape(-1, freqs.shape[-1]))
     enc.encode(symbols.reshape(-1).astype(np.int32), _FAMILY, probs)
     for s, t in zip(switches, switch_tables):
