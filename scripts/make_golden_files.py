@@ -25,15 +25,13 @@ from importlib import resources
 from pathlib import Path
 
 from PIL import Image
-from safetensors import safe_open
-from safetensors.numpy import save_file
 
 import compressnet
 from compressnet import bitstream, zoo
 from compressnet.codec import load_for_header
 from compressnet.entropy.context_net import PREFIX as CONTEXT_NET
 from compressnet.image import open_image
-from compressnet.models.io import FORMAT2_ONLY
+from compressnet.models.io import FORMAT2_ONLY, copy_without
 
 ROOT = Path(__file__).resolve().parents[1]
 SAMPLE = Path(str(resources.files("compressnet") / "samples" / "kodim23.png"))
@@ -43,15 +41,6 @@ QUALITY = 4
 def _relabel(data: bytes, **fields: int) -> bytes:
     header, payload = bitstream.unpack(data)
     return bitstream.pack(header._replace(**fields), payload)
-
-
-def _without(path: Path, out: Path, names: tuple[str, ...], prefix: str) -> Path:
-    """A copy of weights ``path`` without the arrays ``names`` and those starting ``prefix``."""
-    with safe_open(str(path), "np") as f:
-        arrays = {k: f.get_tensor(k) for k in f.keys() if k not in names and not k.startswith(prefix)}
-        meta = f.metadata()
-    save_file(arrays, str(out), metadata=meta)
-    return out
 
 
 def golden_files() -> dict[int, bytes]:
@@ -65,7 +54,7 @@ def golden_files() -> dict[int, bytes]:
         bundled = zoo.bundled_path(entry)
 
         def load_without(names: tuple[str, ...], stem: str) -> compressnet.Codec:
-            return compressnet.load(str(_without(bundled, Path(tmp) / stem, names, CONTEXT_NET)))
+            return compressnet.load(str(copy_without(bundled, Path(tmp) / stem, names, CONTEXT_NET)))
 
         counted = load_without((), "counted.safetensors")
         files[6] = _relabel(counted.compress(middle, QUALITY), model_id=entry.model_id)

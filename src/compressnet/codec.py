@@ -285,7 +285,8 @@ class Codec:
                     f"(fingerprint {header.fingerprint.hex()}), which this release replaced: decode "
                     f"it with compressnet {release}, or pass that release's weights with --model PATH")
             raise CodecError(f"file was written with other weights (fingerprint "
-                             f"{header.fingerprint.hex()}) than {self.name} ({self.fingerprint.hex()})")
+                             f"{header.fingerprint.hex()}) than {self.name} "
+                             f"({self._fingerprints.get(header.version, self.fingerprint).hex()})")
         if header.quality not in self.qualities:
             raise CodecError(f"file uses quality {header.quality}, which {self.name} does not have")
 

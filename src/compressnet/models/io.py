@@ -70,6 +70,19 @@ def export_weights(model: CompressNetModel, path: str | Path, extra: dict[str, s
     return _fingerprint(config_json, arrays)
 
 
+def copy_without(path: str | Path, out: str | Path, names: tuple[str, ...] = (),
+                 prefix: str | None = None) -> Path:
+    """A copy of weights ``path`` at ``out`` without the arrays ``names`` and those starting
+    with ``prefix``: e.g. the weights as they were before counted tables or a context network
+    were added, which write the older formats."""
+    with safe_open(str(path), framework="numpy") as f:
+        arrays = {k: f.get_tensor(k) for k in f.keys()
+                  if k not in names and not (prefix and k.startswith(prefix))}
+        meta = f.metadata()
+    np_save_file(arrays, str(out), metadata=meta)
+    return Path(out)
+
+
 def load_weights(path: str | Path) -> LoadedModel:
     """Load a weights file written by :func:`export_weights`, as float32 in eval mode."""
     path = Path(path)
