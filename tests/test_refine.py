@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import math
+
 import pytest
 import torch
 from conftest import photo
@@ -81,9 +83,9 @@ def test_refinement_sends_only_latents_that_fit(bundled, monkeypatch):
 
     weights = []
 
-    def recording(*args):
-        weights.append(args[-1] if len(args) == 7 else refine.RATE_WEIGHT)
-        return objective(*args)
+    def recording(*args, **kwargs):
+        weights.append(kwargs.get("rate_weight", refine.RATE_WEIGHT))
+        return objective(*args, **kwargs)
 
     monkeypatch.setattr(refine, "objective", recording)
     refined = refine_latent(model, x, y, keep, steps=3, size=(48, 64), fits=only_the_start)
@@ -120,6 +122,62 @@ def test_loaded_model_counts_the_coders_bits(tiny_codec):
     bits += sum(entropy.switch_bits(i, torch.from_numpy(s)[None]).item()
                 for i, s in enumerate(analysis.switches))
     assert bits == pytest.approx(result.estimated_bits, rel=1e-4)
+
+
+def test_refinement_counts_bits_under_the_context_network(spn_weights):
+    """With a context network (format 7), the rate term counts the channels it codes under its
+    float logits: within a hair of the coder's exact tables, and not what the counted tables say."""
+    codec = load(str(spn_weights))  # a codec of its own: its network's choice is changed here
+    entropy, net = codec.model.entropy, codec.context_net.net
+    net.coded[:] = torch.arange(len(net.coded)) % 2  # odd channels by the network, even by tables
+    img = photo(64, 96, seed=2)
+    quality = max(codec.qualities)
+    keep = codec.channels_sent(quality)
+    result = codec.encode(img, quality, colour=False)
+    symbols = torch.from_numpy(codec._analyse(img).symbols)[None]
+    bits = entropy.latent_bits(symbols.float(), symbols, keep, net).item()
+    assert bits == pytest.approx(result.estimated_bits, rel=1e-3)
+    assert entropy.latent_bits(symbols.float(), symbols, keep).item() != pytest.approx(bits, rel=1e-2)
+
+
+def test_rate_gradient_reaches_the_symbols_in_a_context(spn_weights):
+    """Under the network, a symbol's gradient holds more than its own code length's: what it
+    does to the predictions of the symbols whose context it is in."""
+    codec = load(str(spn_weights))
+    entropy, net = codec.model.entropy, codec.context_net.net
+    net.coded[:] = 1
+    keep, half = net.channels, (net.levels - 1) // 2
+    torch.manual_seed(0)
+    y = (torch.randn(1, keep, 6, 7) * 1.5).clamp(-half, half).requires_grad_(True)
+    symbols = y.detach().round().long() + half
+    entropy.latent_bits(y, symbols, keep, net).sum().backward()
+    centres = torch.arange(-half, half + 1, dtype=y.dtype)
+    own_y = y.detach().clone().requires_grad_(True)
+    w = torch.softmax(-((own_y.unsqueeze(-1) - centres) ** 2), -1)
+    with torch.no_grad():
+        logp = torch.log_softmax(net(symbols), 2).movedim(2, -1)
+    (-(w * logp).sum() / math.log(2)).backward()
+    assert torch.isfinite(y.grad).all()
+    assert not torch.allclose(y.grad, own_y.grad, atol=1e-4)
+    # earlier channels are in every later channel's context
+    assert y.grad[:, :-1].sub(own_y.grad[:, :-1]).abs().sum() > 0
+
+
+def test_codec_refines_under_the_network_that_codes_its_file(spn_weights, monkeypatch):
+    import compressnet.codec as codec_module
+
+    codec = load(str(spn_weights))
+    seen = []
+
+    def recording(*args):
+        seen.append(args[-1])  # the network, the last argument
+        return refine_latent(*args)
+
+    monkeypatch.setattr(codec_module, "refine_latent", recording)
+    img = photo(32, 48, seed=1)
+    codec.encode(img, 1, refine=1)
+    codec.encode(img, 1, refine=1, colour=False)
+    assert seen == [codec.context_net.net] * 2
 
 
 def test_negative_refine_is_refused(bundled):

@@ -113,8 +113,10 @@ def as_rgb_array(image: ImageLike) -> np.ndarray:
 
 
 def to_tensor(arr: np.ndarray) -> torch.Tensor:
-    """(H, W, 3) uint8 -> (1, 3, H, W) float in [0, 1]."""
-    return torch.from_numpy(arr).permute(2, 0, 1).unsqueeze(0).float() / 255.0
+    """(H, W, 3) uint8 -> (1, 3, H, W) float in [0, 1]; a read-only array (``np.asarray`` of
+    a PIL image) is copied rather than wrapped, which PyTorch warns about."""
+    pixels = torch.from_numpy(arr if arr.flags.writeable else arr.copy())
+    return pixels.permute(2, 0, 1).unsqueeze(0).float() / 255.0
 
 
 def to_uint8(x: torch.Tensor) -> np.ndarray:

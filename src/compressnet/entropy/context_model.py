@@ -17,10 +17,15 @@ float computed at decode time.
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
+
+if TYPE_CHECKING:
+    from compressnet.entropy.context_net import ContextNet
 
 TABLE_PRECISION = 16  # every table sums to 2**16
 
@@ -86,12 +91,17 @@ class ContextModel(nn.Module):
         # coder's tables, used by encoder-side refinement to count bits as the coder will).
         self.counted_log_probs: Tensor | None = None
 
-    def latent_bits(self, y_soft: Tensor, symbols: Tensor, keep: int) -> Tensor:
+    def latent_bits(self, y_soft: Tensor, symbols: Tensor, keep: int,
+                    net: ContextNet | None = None) -> Tensor:
         """Bits of the first ``keep`` channels per image; differentiable in ``y_soft``.
 
         The value is the exact code length under the current tables; the
         encoder's gradient flows through a soft assignment of ``y_soft`` to
         the centres (straight-through), the tables' through the log-softmax.
+        With a frozen context ``net`` (scheme 3), the channels it codes are counted under its
+        float logits and the others under the counted tables, as the coder codes them; the
+        soft assignment then also flows through the network's inputs, so moving a symbol
+        is charged for what it does to its neighbours' and later channels' predictions.
         """
         symbols = symbols[:, :keep]
         if self.counted_log_probs is not None:
@@ -107,8 +117,20 @@ class ContextModel(nn.Module):
         centers = torch.arange(-half, half + 1, device=y_soft.device, dtype=y_soft.dtype)
         w = torch.softmax(-((y_soft[:, :keep].unsqueeze(-1) - centers) ** 2), dim=-1)
         soft = -(w * table.detach()).sum(-1)
-        bits = (hard + soft - soft.detach()) / np.log(2.0)
-        return bits.flatten(1).sum(1)
+        nats = hard + soft - soft.detach()
+        if net is not None:
+            nats = torch.where(net.coded[:keep].view(1, keep, 1, 1) > 0.5,
+                               self._network_nats(net, w, symbols), nats)
+        return (nats / np.log(2.0)).flatten(1).sum(1)
+
+    def _network_nats(self, net: ContextNet, w: Tensor, symbols: Tensor) -> Tensor:
+        """Code lengths (B, C, H, W) in nats under ``net``: the hard one-hot planes with
+        ``w``'s soft ones straight through, as the network's input and as the picked symbol."""
+        soft = F.pad(w, (0, 1)).movedim(-1, 2)  # B C L+1 H W, no weight on "not yet"
+        hard = F.one_hot(symbols.long(), self.levels + 1).movedim(-1, 2).to(w.dtype)
+        planes = hard + soft - soft.detach()
+        logp = F.log_softmax(net.from_planes(planes), 2)
+        return -(planes[:, :, : self.levels] * logp).sum(2)
 
     def switch_bits(self, level_index: int, switches: Tensor) -> Tensor:
         """Bits per image of one level's switches (B, C, H, W) under its tables."""

@@ -103,12 +103,25 @@ class ContextNet(nn.Module):
 
     def forward(self, symbols: Tensor) -> Tensor:
         """Float logits (B, C, L, H, W) of every channel of ``symbols`` (B, C, H, W): training."""
-        b, c, h, w = symbols.shape
-        flat = symbols.repeat_interleave(c, 0)  # (B * C) items, item k predicts channel k % C
-        channel = torch.arange(c, device=symbols.device).repeat(b)
-        x = self.earlier(self.earlier_input(flat, channel))
-        x = x + F.conv2d(one_hot(symbols.reshape(b * c, h, w), self.levels).reshape(b * c, -1, h, w),
-                         self.above.weight * self.mask, self.above.bias, padding=self.above.padding)
+        return self.from_planes(one_hot(symbols, self.levels))
+
+    def from_planes(self, planes: Tensor) -> Tensor:
+        """:meth:`forward` of one-hot planes (B, C, L + 1, H, W); they may carry a gradient
+        (encoder-side refinement passes soft assignments through, straight-through), so a
+        symbol's cost reaches the symbols whose contexts it is part of."""
+        b, c, states, h, w = planes.shape
+        channel = torch.arange(c, device=planes.device).repeat(b)
+        flat = planes.repeat_interleave(c, 0)  # (B * C) items, item k predicts channel k % C
+        later = torch.arange(c, device=planes.device).view(1, c, 1, 1, 1) >= channel.view(-1, 1, 1, 1, 1)
+        missing = torch.zeros(states, device=planes.device, dtype=planes.dtype)
+        missing[self.levels] = 1  # "not yet decoded"
+        known = torch.where(later, missing.view(1, 1, states, 1, 1), flat)
+        if c < self.channels:  # a prefix of channels: the rest are "not yet" too
+            rest = missing.view(1, 1, states, 1, 1).expand(b * c, self.channels - c, states, h, w)
+            known = torch.cat([known, rest], 1)
+        x = self.earlier(known.reshape(b * c, -1, h, w))
+        x = x + F.conv2d(planes.reshape(b * c, states, h, w), self.above.weight * self.mask,
+                         self.above.bias, padding=self.above.padding)
         x = x + self.channel_bias[channel][:, :, None, None]
         for layer in (self.hidden1, self.hidden2):
             x = layer(F.leaky_relu(x, 0.2))

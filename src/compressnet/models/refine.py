@@ -6,7 +6,8 @@ gap; Campos et al., "Content adaptive optimization for neural image compression"
 Starting from that guess, a few Adam steps on the continuous latent, through the training's
 straight-through quantiser, lower the training objective for this one image::
 
-    lam * MSE + w * (1 - MS-SSIM) + bits per pixel (under the frozen coder tables)
+    lam * MSE + w * (1 - MS-SSIM) + bits per pixel (under the frozen coder tables, or the
+                                     frozen context network where it codes the file)
 
 Only the encoder side changes: the file format and decoder are the same, so refined files
 decode bit-exactly with any release that reads the model.
@@ -26,6 +27,7 @@ from collections.abc import Callable
 import torch
 from torch import Tensor
 
+from compressnet.entropy.context_net import ContextNet
 from compressnet.models.autoencoder import CompressNetModel
 
 LAMBDA = 200.0  # the objective the bundled models were trained with (for sae-spn-lite, its first
@@ -38,15 +40,16 @@ MIN_MSSSIM_SIDE = 33  # five MS-SSIM scales need a 3-tap window to fit: sides ab
 
 
 def objective(model: CompressNetModel, x_hat: Tensor, target: Tensor, y: Tensor, symbols: Tensor,
-              keep: int, rate_weight: float = RATE_WEIGHT) -> Tensor:
-    """What refinement lowers: the training objective of one image, rate in bits per pixel."""
+              keep: int, rate_weight: float = RATE_WEIGHT, net: ContextNet | None = None) -> Tensor:
+    """What refinement lowers: the training objective of one image, rate in bits per pixel
+    (under the context network ``net`` where the file is coded with one)."""
     from compressnet.train.losses import ms_ssim_loss  # pytorch-msssim: imported on use
 
     h, w = target.shape[-2:]
     loss = LAMBDA * torch.mean((x_hat - target) ** 2)
     if min(h, w) >= MIN_MSSSIM_SIDE:
         loss = loss + MSSSIM_WEIGHT * (1 - ms_ssim_loss(x_hat, target))
-    return loss + rate_weight * model.entropy.latent_bits(y, symbols, keep).sum() / (h * w)
+    return loss + rate_weight * model.entropy.latent_bits(y, symbols, keep, net).sum() / (h * w)
 
 
 def refine_latent(model: CompressNetModel, x: Tensor, y: Tensor, keep: int, steps: int,
@@ -54,7 +57,8 @@ def refine_latent(model: CompressNetModel, x: Tensor, y: Tensor, keep: int, step
                   size: tuple[int, int] | None = None,
                   correct: Callable[[Tensor], Tensor] | None = None,
                   fits: Callable[[Tensor], bool] | None = None,
-                  on_step: Callable[[], object] | None = None) -> Tensor:
+                  on_step: Callable[[], object] | None = None,
+                  net: ContextNet | None = None) -> Tensor:
     """Symbols (B, C, h, w) of the best latent found in ``steps`` steps from ``y``.
 
     ``x`` is the padded image in [0, 1] and ``size`` its true (height, width): padding is
@@ -64,7 +68,8 @@ def refine_latent(model: CompressNetModel, x: Tensor, y: Tensor, keep: int, step
     says whether a latent's symbols make a small enough file: only those are candidates, and
     the rate term weighs more after a step that does not fit. The encoder's own latent is a
     candidate too (it must fit), so the result never scores worse than it on the objective.
-    ``on_step`` is called after each step (a progress bar's ``update``).
+    ``on_step`` is called after each step (a progress bar's ``update``). ``net`` is the
+    context network that codes the file (scheme 3), so the rate term counts its bits.
     """
     h, w = size or x.shape[-2:]
     target = x[..., :h, :w]
@@ -79,9 +84,9 @@ def refine_latent(model: CompressNetModel, x: Tensor, y: Tensor, keep: int, step
             x_hat = model.decode(y_hat * mask, switches).x_hat[..., :h, :w]
             if correct is not None:
                 x_hat = correct(x_hat)
-            loss = objective(model, x_hat, target, y, symbols, keep, rate_weight)
+            loss = objective(model, x_hat, target, y, symbols, keep, rate_weight=rate_weight, net=net)
             score = loss.item() if rate_weight == RATE_WEIGHT else objective(
-                model, x_hat.detach(), target, y.detach(), symbols, keep).item()
+                model, x_hat.detach(), target, y.detach(), symbols, keep, net=net).item()
             small_enough = fits is None or fits(symbols)
             if step == 0 and not small_enough:
                 raise ValueError("the encoder's own latent must fit")
