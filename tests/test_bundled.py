@@ -40,6 +40,27 @@ def test_bundled_sae_and_swwae_round_trip(name):
         np.testing.assert_array_equal(codec.decompress_array(data), codec.reconstruct(crop, q))
 
 
+@pytest.mark.parametrize("name", ["sae", "swwae"])
+def test_bundled_sae_and_swwae_read_the_files_they_wrote_before_their_network(name, tmp_path):
+    """Since 0.6.0 SAE and SWWAE carry a context network and write format 7; the format-6 files
+    that the same weights wrote without it (0.5.0) decode to the same pixels."""
+    from compressnet.entropy.context_net import PREFIX
+    from compressnet.models.io import copy_without
+
+    codec = compressnet.load(name)
+    assert codec.format_version == 7
+    entry = zoo.lookup(name)
+    before = load(str(copy_without(zoo.bundled_path(entry), tmp_path / "w.safetensors", (), PREFIX)))
+    crop = open_image(SAMPLE)[:48, :80]
+    header, payload = bitstream.unpack(before.compress(crop, quality=1))
+    old = bitstream.pack(header._replace(model_id=entry.model_id), payload)
+    assert header.version == 6
+    new = codec.compress(crop, quality=1)
+    assert bitstream.unpack(new)[0].version == 7
+    np.testing.assert_array_equal(codec.decompress_array(old), before.decompress_array(old))
+    np.testing.assert_array_equal(codec.decompress_array(new), before.decompress_array(old))
+
+
 def golden(version: int) -> tuple[bytes, np.ndarray]:
     """A file the default model wrote in format ``version``, and its decoded pixels
     (``scripts/make_golden_files.py``). Versions 2 and 4 carry the same payload; 4 is decoded
