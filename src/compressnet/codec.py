@@ -67,7 +67,6 @@ class EncodeResult(NamedTuple):
 
 
 COLOUR_STEP = colour_layer.DEFAULT_STEP  # quantiser step of the layer's block means
-ESTIMATE_SLACK = 0.01  # refinement codes a candidate unless its estimate is 1% over the budget
 
 
 class _Analysis(NamedTuple):
@@ -174,18 +173,7 @@ class Codec:
         net = self.context_net.net if scheme == 3 and self.context_net else None
         keep = self.channels_sent(quality)
 
-        def estimate(symbols: torch.Tensor) -> float:
-            with torch.no_grad():
-                return self.model.entropy.latent_bits(symbols.float(), symbols, keep, net).item()
-
-        start = estimate(torch.from_numpy(a.symbols)[None])
-
         def fits(symbols: torch.Tensor) -> bool:
-            # A latent whose estimate is clearly over (the float estimate is within about 1e-4
-            # of the coder's) is refused without coding it (the exact network's tables cost
-            # about a fifth of a step); any other is coded and its real length decides.
-            if estimate(symbols) - start > ESTIMATE_SLACK * 8 * budget:
-                return False
             return len(self._pack(a._replace(symbols=symbols[0].numpy()), quality, colour).data) <= budget
 
         with single_threaded():
