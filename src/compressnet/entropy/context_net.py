@@ -89,17 +89,19 @@ class ContextNet(nn.Module):
         # 1 where the network codes a channel, 0 where the counted scheme-2 tables do
         self.register_buffer("coded", torch.ones(channels))
 
-    def earlier_input(self, symbols: Tensor, channel: Tensor) -> Tensor:
-        """One-hot planes (B, C * (L + 1), H, W) of symbols (B, C, H, W), channels from
-        ``channel`` (B,) on marked as not yet decoded."""
-        b, c, h, w = symbols.shape
-        later = torch.arange(c, device=symbols.device).view(1, c, 1, 1) >= channel.view(b, 1, 1, 1)
-        known = symbols.masked_fill(later, self.levels)
-        planes = one_hot(known, self.levels)
+    def earlier_input(self, planes: Tensor, channel: Tensor) -> Tensor:
+        """The earlier layer's input (N, C * (L + 1), H, W) from one-hot ``planes``
+        (N, c, L + 1, H, W) of c <= C channels: item n's channels from ``channel[n]`` on, and
+        those past c, marked as not yet decoded."""
+        n, c, states, h, w = planes.shape
+        later = torch.arange(c, device=planes.device).view(1, c, 1, 1, 1) >= channel.view(n, 1, 1, 1, 1)
+        missing = torch.zeros(states, device=planes.device, dtype=planes.dtype)
+        missing[self.levels] = 1
+        missing = missing.view(1, 1, states, 1, 1)
+        known = torch.where(later, missing, planes)
         if c < self.channels:  # a prefix of channels: the rest are "not yet" too
-            rest = torch.full((b, self.channels - c, h, w), self.levels, device=symbols.device)
-            planes = torch.cat([planes, one_hot(rest, self.levels)], 1)
-        return planes.reshape(b, -1, h, w)
+            known = torch.cat([known, missing.expand(n, self.channels - c, states, h, w)], 1)
+        return known.reshape(n, -1, h, w)
 
     def forward(self, symbols: Tensor) -> Tensor:
         """Float logits (B, C, L, H, W) of every channel of ``symbols`` (B, C, H, W): training."""
@@ -111,15 +113,8 @@ class ContextNet(nn.Module):
         symbol's cost reaches the symbols whose contexts it is part of."""
         b, c, states, h, w = planes.shape
         channel = torch.arange(c, device=planes.device).repeat(b)
-        flat = planes.repeat_interleave(c, 0)  # (B * C) items, item k predicts channel k % C
-        later = torch.arange(c, device=planes.device).view(1, c, 1, 1, 1) >= channel.view(-1, 1, 1, 1, 1)
-        missing = torch.zeros(states, device=planes.device, dtype=planes.dtype)
-        missing[self.levels] = 1  # "not yet decoded"
-        known = torch.where(later, missing.view(1, 1, states, 1, 1), flat)
-        if c < self.channels:  # a prefix of channels: the rest are "not yet" too
-            rest = missing.view(1, 1, states, 1, 1).expand(b * c, self.channels - c, states, h, w)
-            known = torch.cat([known, rest], 1)
-        x = self.earlier(known.reshape(b * c, -1, h, w))
+        # (B * C) items, item k predicts channel k % C
+        x = self.earlier(self.earlier_input(planes.repeat_interleave(c, 0), channel))
         x = x + F.conv2d(planes.reshape(b * c, states, h, w), self.above.weight * self.mask,
                          self.above.bias, padding=self.above.padding)
         x = x + self.channel_bias[channel][:, :, None, None]
@@ -176,7 +171,7 @@ class ExactContextNet:
 
     def _earlier(self, symbols: Tensor, channels: Sequence[int]) -> Tensor:
         sym = symbols.unsqueeze(0).expand(len(channels), -1, -1, -1)
-        planes = self.net.earlier_input(sym, torch.tensor(list(channels)))
+        planes = self.net.earlier_input(one_hot(sym, self.levels), torch.tensor(list(channels)))
         return self.exact.conv(self.net.earlier, planes.double())
 
     @torch.inference_mode()
