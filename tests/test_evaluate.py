@@ -144,3 +144,5 @@ def test_compare_curves_tabulates_both_and_their_bd_rate():
     assert lines[-1].startswith("- BD-rate (MS-SSIM) of new against old: - (")  # no overlap
     with pytest.raises(ValueError):
         compare_curves(anchor, {k: v[:2] for k, v in test.items()}, "old", "new")
+    some = compare_curves(anchor, {**test, "quality": [1, 3, 5]}, "old", "new")  # a subset
+    assert [line.split(" | ")[0] for line in some[2:5]] == ["| 1", "| 3", "| 5"]

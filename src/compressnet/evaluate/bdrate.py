@@ -35,16 +35,18 @@ def bd_rate(anchor_rate, anchor_metric, test_rate, test_metric) -> float:
 def compare_curves(anchor: dict, test: dict, anchor_label: str, test_label: str) -> list[str]:
     """Markdown lines: two CompressAI-format ``results`` side by side per quality, then the
     BD-rate of ``test`` against ``anchor`` on PSNR and MS-SSIM (``-`` where they do not
-    overlap). Both must cover the same qualities, in the same order."""
+    overlap). Both must cover the same qualities, in the same order; rows are labelled with
+    their ``quality`` list where either has one."""
     if len(anchor["bpp"]) != len(test["bpp"]):
         raise ValueError("the two results do not cover the same qualities")
     columns = [f"{what} {label}" for label in (anchor_label, test_label)
                for what in ("bpp", "PSNR", "MS-SSIM")]
     lines = ["| quality | " + " | ".join(columns) + " |", "|---" * (len(columns) + 1) + "|"]
-    for i in range(len(test["bpp"])):
+    qualities = test.get("quality") or anchor.get("quality") or range(1, len(test["bpp"]) + 1)
+    for i, quality in enumerate(qualities):
         cells = [f"{r['bpp'][i]:.4f} | {r['psnr-rgb'][i]:.2f} | {r['ms-ssim-rgb'][i]:.4f}"
                  for r in (anchor, test)]
-        lines.append(f"| {i + 1} | {cells[0]} | {cells[1]} |")
+        lines.append(f"| {quality} | {cells[0]} | {cells[1]} |")
     lines.append("")
     for key, label in (("psnr-rgb", "PSNR"), ("ms-ssim-rgb", "MS-SSIM")):
         try:
