@@ -16,7 +16,7 @@ import argparse
 import json
 from pathlib import Path
 
-from compressnet.evaluate.bdrate import bd_rate, compare_curves
+from compressnet.evaluate.bdrate import bd_rate_text, compare_curves
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -39,12 +39,8 @@ def main() -> int:
     hevc = json.loads(Path(args.hevc).read_text())["results"]
     for label, curve in (("plain", plain), ("refined", refined)):
         for key, metric in (("psnr-rgb", "PSNR"), ("ms-ssim-rgb", "MS-SSIM")):
-            try:
-                change = f"{bd_rate(hevc['bpp'], hevc[key], curve['bpp'], curve[key]):+.1f}%"
-            except ValueError as exc:
-                change = f"- ({exc})"
             print(f"- BD-rate ({metric}) of {label} (qualities {refined['quality']}) against HEVC-intra: "
-                  f"{change}")
+                  f"{bd_rate_text(hevc, curve, key)}")
     return 0
 
 

@@ -49,9 +49,15 @@ def compare_curves(anchor: dict, test: dict, anchor_label: str, test_label: str)
         lines.append(f"| {quality} | {cells[0]} | {cells[1]} |")
     lines.append("")
     for key, label in (("psnr-rgb", "PSNR"), ("ms-ssim-rgb", "MS-SSIM")):
-        try:
-            change = f"{bd_rate(anchor['bpp'], anchor[key], test['bpp'], test[key]):+.1f}%"
-        except ValueError as exc:
-            change = f"- ({exc})"
-        lines.append(f"- BD-rate ({label}) of {test_label} against {anchor_label}: {change}")
+        lines.append(f"- BD-rate ({label}) of {test_label} against {anchor_label}: "
+                     f"{bd_rate_text(anchor, test, key)}")
     return lines
+
+
+def bd_rate_text(anchor: dict, test: dict, key: str) -> str:
+    """The BD-rate of two CompressAI-format ``results`` on metric ``key`` as text ("-12.3%"),
+    or "- (why)" where it cannot be computed."""
+    try:
+        return f"{bd_rate(anchor['bpp'], anchor[key], test['bpp'], test[key]):+.1f}%"
+    except ValueError as exc:
+        return f"- ({exc})"
