@@ -17,7 +17,7 @@ from pathlib import Path
 import numpy as np
 
 import compressnet
-from compressnet import bitstream, zoo
+from compressnet import bitstream
 from compressnet.entropy.context_net import PREFIX as CONTEXT_NET
 from compressnet.image import open_image
 from compressnet.models.io import copy_without
@@ -34,9 +34,8 @@ def main() -> None:
     codec = compressnet.load(args.model)
     with tempfile.TemporaryDirectory() as tmp:
         if codec.context_net is not None:  # float formats code the latent with the counted tables
-            counted = copy_without(zoo.bundled_path(zoo.lookup(args.model)) if not
-                                   Path(args.model).is_file() else args.model,
-                                   Path(tmp) / "counted.safetensors", prefix=CONTEXT_NET)
+            counted = copy_without(codec.weights_path, Path(tmp) / "counted.safetensors",
+                                   prefix=CONTEXT_NET)
             codec = compressnet.load(str(counted))
         compare(codec, args)
 

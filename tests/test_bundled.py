@@ -25,6 +25,7 @@ SAMPLE = Path(str(resources.files("compressnet") / "samples" / "kodim23.png"))
 def test_default_model_is_bundled_and_round_trips():
     codec = compressnet.load()
     assert codec.name == "sae-spn-lite" and codec.model_id == zoo.lookup("sae-spn").model_id
+    assert codec.weights_path == zoo.bundled_path(zoo.lookup("sae-spn"))
     crop = open_image(SAMPLE)[:128, :192]
     for q in codec.qualities:
         data = codec.compress(crop, quality=q)

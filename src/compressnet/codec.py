@@ -107,6 +107,7 @@ class Codec:
         self.model_id = model_id
         self.name = name
         self.metadata = loaded.metadata
+        self.weights_path = loaded.path  # the file it was loaded from (bundled or --model PATH)
 
     @property
     def qualities(self) -> range:

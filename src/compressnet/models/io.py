@@ -39,6 +39,7 @@ class LoadedModel(NamedTuple):
     v1_fingerprint: bytes  # the same without the arrays that format-1 and -3 files do not use
     context_net: ContextNet | None = None  # context scheme 3's network, if the file has one
     scheme_fingerprints: dict[int, bytes] | None = None  # context scheme -> its files' fingerprint
+    path: Path | None = None  # the weights file it was read from
 
 
 FORMAT2_ONLY = ("tables.latent2",)
@@ -114,4 +115,4 @@ def load_weights(path: str | Path) -> LoadedModel:
     prints = {1: _fingerprint(meta["config"], arrays, FORMAT2_ONLY + net_arrays),
               2: _fingerprint(meta["config"], arrays, net_arrays),
               3: _fingerprint(meta["config"], arrays)}
-    return LoadedModel(model, tables, prints[3], meta, prints[1], net, prints)
+    return LoadedModel(model, tables, prints[3], meta, prints[1], net, prints, path)
