@@ -11,7 +11,7 @@ from compressnet import bitstream
 from compressnet.codec import CodecError, load
 from compressnet.entropy import coder
 from compressnet.entropy.context_model import latent_contexts, latent_contexts_np
-from compressnet.entropy.fit import add_latent_models, count_tables, main
+from compressnet.entropy.fit import add_latent_models, channel_ranges, count_tables, main
 
 
 @pytest.mark.parametrize("scheme", [1, 2])
@@ -114,3 +114,10 @@ def test_fit_keeps_every_other_array(weights_dir, tmp_path):
     assert len(added) > 1
     for name, array in before.items():
         np.testing.assert_array_equal(after[name], array)
+
+
+def test_fit_names_coded_channels_from_one():
+    """The fit's note numbers channels as the README and cards do (0.6.0 wrote 0-based lists)."""
+    assert channel_ranges([3, 4, 5, 6, 9, 11, 12]) == "3-6, 9, 11-12"
+    assert channel_ranges([1]) == "1"
+    assert channel_ranges([]) == "none"

@@ -133,6 +133,18 @@ def choose_channels(net: ContextNet, tables: np.ndarray, held_out: list[np.ndarr
     return float(np.minimum(by_net, by_tables).mean()), float(by_tables.mean())
 
 
+def channel_ranges(channels: list[int]) -> str:
+    """``[3, 4, 5, 9]`` as ``"3-5, 9"``: the coded channels of a fit, numbered from 1 as the
+    README and cards number them."""
+    runs: list[list[int]] = []
+    for c in channels:
+        if runs and c == runs[-1][-1] + 1:
+            runs[-1].append(c)
+        else:
+            runs.append([c])
+    return ", ".join(str(r[0]) if len(r) == 1 else f"{r[0]}-{r[-1]}" for r in runs) or "none"
+
+
 def add_latent_models(weights: str | Path, files: list[Path], output: str | Path,
                       prior: float = PRIOR, context_net: bool = True, recount: bool = False,
                       net_steps: int = 5000, progress: bool = True) -> tuple[bytes, NetFit | None]:
@@ -161,9 +173,10 @@ def add_latent_models(weights: str | Path, files: list[Path], output: str | Path
         net, _ = fit_context_net(train, cfg.levels, net_steps, progress=progress)
         fit = NetFit(net, *choose_channels(net, arrays["tables.latent2"].astype(np.int64), held))
         arrays.update(net.state_arrays())
-        coded = [c for c in range(cfg.latent_channels) if net.coded[c] > 0.5]
+        coded = [c + 1 for c in range(cfg.latent_channels) if net.coded[c] > 0.5]
         meta["context_net"] = (f"scheme 3, fitted {net_steps} steps on {len(train)} of {len(files)} "
-                               f"images, codes channels {coded} (counted tables the others); "
+                               f"images, codes channels {channel_ranges(coded)} of "
+                               f"{cfg.latent_channels} (counted tables the others); "
                                f"held-out {fit.held_out_bits:.4f} bits/symbol against "
                                f"{fit.held_out_counted_bits:.4f} with the counted tables alone")
     output = Path(output)
