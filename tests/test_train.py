@@ -9,6 +9,7 @@ import pytest
 from conftest import photo
 from PIL import Image
 
+from compressnet import bitstream
 from compressnet.codec import load
 from compressnet.metrics import psnr
 from compressnet.train.data import find_images
@@ -269,3 +270,50 @@ def test_colour_layer_in_the_loop_scores_the_corrected_output(photo_folder, tmp_
         first[colour]["val_bpp"] = min(v["bpp"] for v in val.values())
     assert first[True]["mse"] < 0.9 * first[False]["mse"]
     assert first[True]["val_bpp"] > first[False]["val_bpp"]  # the layer's bytes are counted
+
+
+def test_decoder_fine_tunes_behind_a_frozen_encoder(photo_folder, tmp_path, spn_weights):
+    """``--init W --freeze-encoder``: the encoder and latent models are W's, byte for byte (so
+    W's counted tables and context network still fit the symbols and the file format is W's),
+    while the decoder learns."""
+    from safetensors.numpy import load_file
+
+    out = tmp_path / "fine"
+    weights = train(_cfg(photo_folder, out, 2, init=str(spn_weights), freeze_encoder=True,
+                         lr=1e-3), progress=False)
+    before, after = load_file(str(spn_weights)), load_file(str(weights))
+    assert set(before) == set(after)
+    kept = [k for k in before if k.startswith(("encoder.", "tables.", "context_net."))]
+    assert any(k.startswith("context_net.") for k in kept)
+    for name in kept:
+        np.testing.assert_array_equal(after[name], before[name], err_msg=name)
+    decoder = [k for k in before if k.startswith("decoder.")]
+    assert any(not np.array_equal(after[k], before[k]) for k in decoder)
+    original, tuned = load(str(spn_weights)), load(str(weights))
+    assert tuned.version_written() == original.version_written()
+    img = photo(32, 48, seed=4)
+    data = tuned.compress(img, quality=1)
+    header, payload = bitstream.unpack(data)
+    original_header, original_payload = bitstream.unpack(original.compress(img, quality=1))
+    assert payload == original_payload  # the same symbols, coded under the same models
+    assert header.fingerprint != original_header.fingerprint  # but only the new decoder reads it
+    assert tuned.decompress_array(data).shape == img.shape
+
+
+def test_init_takes_the_files_architecture(photo_folder, tmp_path, weights_dir):
+    """A run from ``--init`` trains the file's model whatever ``--arch`` says, and its
+    checkpoint exports as that model."""
+    from conftest import make_weights
+
+    from compressnet.train.export import model_from_checkpoint
+
+    start = make_weights(weights_dir, "swwae", seed=8)
+    out = tmp_path / "from-swwae"
+    weights = train(_cfg(photo_folder, out, 2, init=str(start)), progress=False)
+    assert load(str(weights)).cfg.arch == "swwae"
+    assert model_from_checkpoint(out / "ckpt.pt").cfg == load(str(start)).cfg
+
+
+def test_freezing_needs_a_trained_encoder(photo_folder, tmp_path):
+    with pytest.raises(ValueError, match="--init"):
+        train(_cfg(photo_folder, tmp_path / "x", 1, freeze_encoder=True), progress=False)

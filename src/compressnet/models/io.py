@@ -55,13 +55,17 @@ def _fingerprint(config_json: str, arrays: dict[str, np.ndarray], exclude: tuple
 
 
 def export_weights(model: CompressNetModel, path: str | Path, extra: dict[str, str] | None = None,
-                   dtype: np.dtype = np.float16) -> bytes:
-    """Write ``model`` for shipping: fp16 weights, int32 tables. Returns the fingerprint."""
+                   dtype: np.dtype = np.float16,
+                   latent_models: dict[str, np.ndarray] | None = None) -> bytes:
+    """Write ``model`` for shipping: fp16 weights, int32 tables. Returns the fingerprint.
+    ``latent_models`` (``tables.*``, ``context_net.*`` arrays of another weights file) replace
+    the model's own tables: a decoder fine-tuned behind a frozen encoder keeps them."""
     arrays = {name: t.detach().cpu().numpy().astype(dtype)
               for name, t in model.state_dict().items()
               if not name.startswith("entropy.") and t.is_floating_point()}
     for name, table in model.entropy.integer_tables().items():
         arrays[f"tables.{name}"] = table
+    arrays.update(latent_models or {})
     config_json = model.cfg.to_json()
     meta = {"format": WEIGHTS_FORMAT, "config": config_json, **(extra or {})}
     path = Path(path)

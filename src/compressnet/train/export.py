@@ -21,20 +21,28 @@ import torch
 from compressnet.image import open_image, pad_to_multiple, to_tensor, to_uint8
 from compressnet.metrics import psnr
 from compressnet.models.autoencoder import DOWNSAMPLING, CompressNetModel
-from compressnet.models.config import preset_config
+from compressnet.models.config import ModelConfig, preset_config
 from compressnet.models.io import export_weights
 from compressnet.train.data import find_images
 
 
 def model_from_checkpoint(path: str | Path, qualities: tuple[int, ...] | None = None) -> CompressNetModel:
     ckpt = torch.load(path, map_location="cpu", weights_only=False)
-    tc = ckpt["train_config"]
-    cfg = preset_config(tc["arch"], tc["preset"], **(tc.get("preset_overrides") or {}))
+    cfg = checkpoint_config(ckpt)
     if qualities:
         cfg = dataclasses.replace(cfg, qualities=tuple(qualities))
     model = CompressNetModel(cfg)
     model.load_state_dict(shipped_weights(ckpt))
     return model.eval()
+
+
+def checkpoint_config(ckpt: dict) -> ModelConfig:
+    """The model a checkpoint holds: its own record (runs from ``--init`` train the init
+    file's model, whatever ``--arch`` says), else, before 0.6.1, the run's preset."""
+    if "model_config" in ckpt:
+        return ModelConfig.from_json(ckpt["model_config"])
+    tc = ckpt["train_config"]
+    return preset_config(tc["arch"], tc["preset"], **(tc.get("preset_overrides") or {}))
 
 
 def shipped_weights(ckpt: dict) -> dict:
@@ -69,7 +77,7 @@ def write_slim(checkpoint: str | Path, output: str | Path) -> None:
 def save_slim(ckpt: dict, model_state: dict, output: str | Path) -> None:
     """Write ``model_state`` and ``ckpt``'s discriminator in fp16 with its run facts (step,
     elapsed time, training config), atomically."""
-    slim = {k: ckpt[k] for k in ("step", "elapsed", "train_config") if k in ckpt}
+    slim = {k: ckpt[k] for k in ("step", "elapsed", "train_config", "model_config") if k in ckpt}
     for key, state in (("model", model_state), ("disc", ckpt["disc"])):
         slim[key] = {n: t.half() if t.is_floating_point() else t for n, t in state.items()}
     tmp = Path(str(output) + ".tmp")

@@ -12,14 +12,15 @@ continues from there instead of from scratch::
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 from pathlib import Path
 
 import torch
 
 from compressnet.models.autoencoder import CompressNetModel
-from compressnet.models.config import preset_config
-from compressnet.train.export import save_slim, shipped_weights
+from compressnet.models.config import TUPLE_FIELDS
+from compressnet.train.export import checkpoint_config, save_slim, shipped_weights
 
 GROWABLE = ("up_blocks", "res_blocks")
 
@@ -49,12 +50,13 @@ def grow_checkpoint(checkpoint: str | Path, output: str | Path, changes: dict) -
         raise ValueError(f"only {GROWABLE} can grow, got {sorted(changes)}")
     ckpt = torch.load(checkpoint, map_location="cpu", weights_only=False)
     tc = dict(ckpt["train_config"])
-    overrides = {**(tc.get("preset_overrides") or {}), **changes}
-    model = CompressNetModel(preset_config(tc["arch"], tc["preset"], **overrides))
+    cfg = dataclasses.replace(checkpoint_config(ckpt),
+                              **{k: tuple(v) if k in TUPLE_FIELDS else v for k, v in changes.items()})
+    model = CompressNetModel(cfg)
     old_state = shipped_weights(ckpt)
     state = grow_state(old_state, model)
-    tc["preset_overrides"] = overrides
-    save_slim({**ckpt, "train_config": tc}, state, output)
+    tc["preset_overrides"] = {**(tc.get("preset_overrides") or {}), **changes}
+    save_slim({**ckpt, "train_config": tc, "model_config": cfg.to_json()}, state, output)
     return sorted(set(state) - set(old_state))
 
 

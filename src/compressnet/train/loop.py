@@ -21,6 +21,7 @@ from typing import NamedTuple
 import numpy as np
 import torch
 import torch.distributed as dist
+from safetensors.numpy import load_file
 from torch import nn
 from tqdm import tqdm
 
@@ -74,6 +75,8 @@ class TrainConfig:
     time_budget: float | None = None  # minutes: re-plan `steps` (same GAN fraction) to end in time
     ema: float = 0.0  # decay of a moving average of the weights, validated and exported (0: off)
     colour_layer: bool = False  # score the output after the crop's colour layer, as files show it
+    init: str | None = None  # start from a bundled model (name) or weights file: its config, fresh optimisers
+    freeze_encoder: bool = False  # with init: train the decoder side only; the latent stays as it was
 
 
 PLAN_SKIP = 20  # first steps of a phase are not timed (cuDNN autotuning, warm caches)
@@ -237,6 +240,32 @@ def _same_on_all_ranks(cfg: TrainConfig, ddp: _Dist, device: torch.device) -> Tr
     return dataclasses.replace(cfg, steps=int(t[0]), gan_start=int(t[1]))
 
 
+def _initial_weights(cfg: TrainConfig) -> CompressNetModel | None:
+    """The model ``--init`` names (a bundled model or a weights file), or None."""
+    if cfg.freeze_encoder and not cfg.init:
+        raise ValueError("--freeze-encoder needs --init: a trained encoder to keep")
+    if not cfg.init:
+        return None
+    from compressnet.codec import load  # the CLI's own name-or-path resolution
+
+    return load(cfg.init).model
+
+
+def _frozen_latent_models(cfg: TrainConfig, model: CompressNetModel) -> dict[str, np.ndarray] | None:
+    """With ``--freeze-encoder``: stop the encoder, quantiser and entropy model learning and
+    return the init file's latent models (coder tables, counted tables, context network), which
+    the export carries over: the symbols they were fitted on do not change."""
+    if not cfg.freeze_encoder:
+        return None
+    from compressnet.codec import load
+    from compressnet.entropy.context_net import PREFIX
+
+    for part in (model.encoder, model.quantizer, model.entropy):
+        part.requires_grad_(False)
+    arrays = load_file(str(load(cfg.init).weights_path))
+    return {k: v for k, v in arrays.items() if k.startswith(("tables.", PREFIX))}
+
+
 def _parameter_digest(module: nn.Module) -> str:
     digest = hashlib.sha256()
     for name, t in sorted(module.state_dict().items()):
@@ -264,16 +293,22 @@ def train(cfg: TrainConfig, resume: bool = True, progress: bool = True) -> Path:
     np.random.seed(seed)
     torch.manual_seed(cfg.seed)
 
-    model_cfg = preset_config(cfg.arch, cfg.preset, **(cfg.preset_overrides or {}))
+    start = _initial_weights(cfg)
+    model_cfg = start.cfg if start is not None else \
+        preset_config(cfg.arch, cfg.preset, **(cfg.preset_overrides or {}))
     model = CompressNetModel(model_cfg).to(device)
+    if start is not None:
+        model.load_state_dict(start.state_dict())
+    latent_models = _frozen_latent_models(cfg, model)
     disc = PatchDiscriminator(cfg.disc_width,
                               model_cfg.latent_channels if cfg.disc_conditional else 0).to(device)
     perceptual = losses.FeatureLoss(cfg.perceptual_backbone).to(device) \
         if cfg.perceptual_backbone and cfg.perceptual_weight else None
     torch.manual_seed(seed)
-    entropy_params = list(model.entropy.parameters())
-    other = [p for n, p in model.named_parameters() if not n.startswith("entropy.")]
-    opt_g = torch.optim.Adam([{"params": other}, {"params": entropy_params, "lr_scale": 10.0}])
+    entropy_params = [p for p in model.entropy.parameters() if p.requires_grad]
+    other = [p for n, p in model.named_parameters() if not n.startswith("entropy.") and p.requires_grad]
+    opt_g = torch.optim.Adam([{"params": other}] + (
+        [{"params": entropy_params, "lr_scale": 10.0}] if entropy_params else []))
     opt_d = torch.optim.Adam(disc.parameters(), lr=cfg.lr, betas=(0.5, 0.999))
     ema = torch.optim.swa_utils.AveragedModel(
         model, multi_avg_fn=torch.optim.swa_utils.get_ema_multi_avg_fn(cfg.ema), use_buffers=True
@@ -337,15 +372,17 @@ def train(cfg: TrainConfig, resume: bool = True, progress: bool = True) -> Path:
                  "opt_g": opt_g.state_dict(), "opt_d": opt_d.state_dict(), "step": step,
                  "opt_start": opt_start, "rng_torch": torch.get_rng_state(),
                  "rng_numpy": np.random.get_state(), "rng_python": random.getstate(),
-                 "train_config": dataclasses.asdict(cfg), "elapsed": time.time() - t0}
+                 "train_config": dataclasses.asdict(cfg), "model_config": model_cfg.to_json(),
+                 "elapsed": time.time() - t0}
         if ema is not None:
             state.update(ema=ema.module.state_dict(), ema_count=int(ema.n_averaged))
         torch.save(state, tmp)
         if ckpt_path.exists():  # keep the previous checkpoint: a late divergence can be undone
             ckpt_path.replace(ckpt_path.with_name("ckpt.prev.pt"))
         tmp.replace(ckpt_path)
-        export_weights(shipped, out_dir / "model.safetensors",
-                       extra={"steps": str(step), "train_seconds": f"{time.time() - t0:.0f}"})
+        export_weights(shipped, out_dir / "model.safetensors", latent_models=latent_models,
+                       extra={"steps": str(step), "train_seconds": f"{time.time() - t0:.0f}"}
+                       | ({"init": cfg.init} if cfg.init else {}))
 
     log = (out_dir / "log.jsonl").open("a") if ddp.main else open(os.devnull, "w")  # noqa: SIM115
     bar = tqdm(total=cfg.steps, initial=step, disable=not progress or not ddp.main, desc="train",
