@@ -281,6 +281,8 @@ def test_decoder_fine_tunes_behind_a_frozen_encoder(photo_folder, tmp_path, spn_
     out = tmp_path / "fine"
     weights = train(_cfg(photo_folder, out, 2, init=str(spn_weights), freeze_encoder=True,
                          lr=1e-3), progress=False)
+    records = [json.loads(line) for line in (out / "log.jsonl").read_text().splitlines()]
+    assert [r["step"] for r in records if "val" in r] == [0, 2]  # the start is measured too
     before, after = load_file(str(spn_weights)), load_file(str(weights))
     assert set(before) == set(after)
     kept = [k for k in before if k.startswith(("encoder.", "tables.", "context_net."))]

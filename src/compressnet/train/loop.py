@@ -391,6 +391,20 @@ def train(cfg: TrainConfig, resume: bool = True, progress: bool = True) -> Path:
     t0 = time.time() - elapsed  # wall-clock counts across resumes
     loss_ema: float | None = None
     plan = _Planner(cfg, step, deadline) if deadline else None
+
+    def validate_and_log() -> None:
+        val = validate(shipped, val_images, sorted(
+            k for k in {cfg.min_keep, 4, 8, model_cfg.latent_channels}
+            if k <= model_cfg.latent_channels), colour=cfg.colour_layer)
+        log.write(json.dumps({"step": step, "val": val}) + "\n")
+        log.flush()
+        if progress:
+            bar.write(f"step {step} held-out: " + ", ".join(
+                f"{k[1:]} ch {v['psnr']:.2f} dB {v['ms_ssim']:.4f} {v['bpp']:.4f} bpp"
+                for k, v in val.items()))
+
+    if ddp.main and start is not None and step == 0:
+        validate_and_log()  # where a run from --init starts: its gains are measured from here
     while step < cfg.steps:
         for x in loader:
             if step >= cfg.steps:
@@ -466,15 +480,7 @@ def train(cfg: TrainConfig, resume: bool = True, progress: bool = True) -> Path:
                 bar.set_postfix(loss=f"{rec['loss']:.3f}", psnr=f"{rec['psnr']:.2f}",
                                 bpp=f"{rec['bpp']:.3f}")
             if ddp.main and (step % cfg.val_every == 0 or step == cfg.steps):
-                val = validate(shipped, val_images, sorted(
-                    k for k in {cfg.min_keep, 4, 8, model_cfg.latent_channels}
-                    if k <= model_cfg.latent_channels), colour=cfg.colour_layer)
-                log.write(json.dumps({"step": step, "val": val}) + "\n")
-                log.flush()
-                if progress:
-                    bar.write(f"step {step} held-out: " + ", ".join(
-                        f"{k[1:]} ch {v['psnr']:.2f} dB {v['ms_ssim']:.4f} {v['bpp']:.4f} bpp"
-                        for k, v in val.items()))
+                validate_and_log()
             if ddp.main and (step % cfg.ckpt_every == 0 or step == cfg.steps):
                 save()
     bar.close()
