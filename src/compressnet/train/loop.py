@@ -16,7 +16,7 @@ import random
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import NamedTuple
+from typing import TYPE_CHECKING, NamedTuple
 
 import numpy as np
 import torch
@@ -34,6 +34,9 @@ from compressnet.models.discriminator import PatchDiscriminator
 from compressnet.models.io import export_weights
 from compressnet.train import losses
 from compressnet.train.data import CropDataset, find_images
+
+if TYPE_CHECKING:
+    from compressnet.codec import Codec
 
 
 @dataclass
@@ -240,29 +243,29 @@ def _same_on_all_ranks(cfg: TrainConfig, ddp: _Dist, device: torch.device) -> Tr
     return dataclasses.replace(cfg, steps=int(t[0]), gan_start=int(t[1]))
 
 
-def _initial_weights(cfg: TrainConfig) -> CompressNetModel | None:
-    """The model ``--init`` names (a bundled model or a weights file), or None."""
+def _initial_weights(cfg: TrainConfig) -> Codec | None:
+    """The codec of the model ``--init`` names (a bundled model or a weights file), or None."""
     if cfg.freeze_encoder and not cfg.init:
         raise ValueError("--freeze-encoder needs --init: a trained encoder to keep")
     if not cfg.init:
         return None
     from compressnet.codec import load  # the CLI's own name-or-path resolution
 
-    return load(cfg.init).model
+    return load(cfg.init)
 
 
-def _frozen_latent_models(cfg: TrainConfig, model: CompressNetModel) -> dict[str, np.ndarray] | None:
+def _frozen_latent_models(cfg: TrainConfig, model: CompressNetModel, start: Codec | None
+                          ) -> dict[str, np.ndarray] | None:
     """With ``--freeze-encoder``: stop the encoder, quantiser and entropy model learning and
     return the init file's latent models (coder tables, counted tables, context network), which
     the export carries over: the symbols they were fitted on do not change."""
-    if not cfg.freeze_encoder:
+    if not cfg.freeze_encoder or start is None:
         return None
-    from compressnet.codec import load
     from compressnet.entropy.context_net import PREFIX
 
     for part in (model.encoder, model.quantizer, model.entropy):
         part.requires_grad_(False)
-    arrays = load_file(str(load(cfg.init).weights_path))
+    arrays = load_file(str(start.weights_path))
     return {k: v for k, v in arrays.items() if k.startswith(("tables.", PREFIX))}
 
 
@@ -298,8 +301,8 @@ def train(cfg: TrainConfig, resume: bool = True, progress: bool = True) -> Path:
         preset_config(cfg.arch, cfg.preset, **(cfg.preset_overrides or {}))
     model = CompressNetModel(model_cfg).to(device)
     if start is not None:
-        model.load_state_dict(start.state_dict())
-    latent_models = _frozen_latent_models(cfg, model)
+        model.load_state_dict(start.model.state_dict())
+    latent_models = _frozen_latent_models(cfg, model, start)
     disc = PatchDiscriminator(cfg.disc_width,
                               model_cfg.latent_channels if cfg.disc_conditional else 0).to(device)
     perceptual = losses.FeatureLoss(cfg.perceptual_backbone).to(device) \
