@@ -23,10 +23,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                                 help="JSON object of model config fields to override")
             continue
         base = next((t for t in typing.get_args(kind) if t is not type(None)), kind)
+        about = f.metadata.get("help", "")
         if base is bool:
-            parser.add_argument(flag, action="store_true", help="(off by default)")
+            parser.add_argument(flag, action="store_true", help=about or "(off by default)")
             continue
-        parser.add_argument(flag, type=base, default=f.default, help=f"(default: {f.default})")
+        parser.add_argument(flag, type=base, default=f.default,
+                            help=f"{about} (default: {f.default})".strip())
     parser.add_argument("--config", help="JSON file of options (a run's OUT/config.json works); "
                         "options on the command line win")
     parser.add_argument("--no-resume", action="store_true", help="start over even if OUT/ckpt.pt exists")

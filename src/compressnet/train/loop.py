@@ -78,8 +78,12 @@ class TrainConfig:
     time_budget: float | None = None  # minutes: re-plan `steps` (same GAN fraction) to end in time
     ema: float = 0.0  # decay of a moving average of the weights, validated and exported (0: off)
     colour_layer: bool = False  # score the output after the crop's colour layer, as files show it
-    init: str | None = None  # start from a bundled model (name) or weights file: its config, fresh optimisers
-    freeze_encoder: bool = False  # with init: train the decoder side only; the latent stays as it was
+    init: str | None = dataclasses.field(default=None, metadata={"help": (
+        "start from a bundled model (name) or a weights file: its architecture and qualities, "
+        "fresh optimisers")})
+    freeze_encoder: bool = dataclasses.field(default=False, metadata={"help": (
+        "with --init: train the decoder side only; the init's entropy models and file format "
+        "carry over")})
 
 
 PLAN_SKIP = 20  # first steps of a phase are not timed (cuDNN autotuning, warm caches)
