@@ -121,3 +121,47 @@ def test_fit_names_coded_channels_from_one():
     assert channel_ranges([3, 4, 5, 6, 9, 11, 12]) == "3-6, 9, 11-12"
     assert channel_ranges([1]) == "1"
     assert channel_ranges([]) == "none"
+
+
+def test_symbol_maps_are_cached_for_the_same_photos_and_encoder(weights_dir, tmp_path, monkeypatch):
+    """``--maps``: a fit elsewhere (a GPU machine with a packed copy of the photos) reads the
+    symbols encoded here; a cache from another encoder is refused, not silently used."""
+    from PIL import Image
+
+    from compressnet.entropy import fit
+    from compressnet.models.io import load_weights
+
+    files = []
+    for i in range(2):
+        files.append(tmp_path / f"p{i}.png")
+        Image.fromarray(photo(64, 80, seed=i)).save(files[-1])
+    model = load_weights(make_weights(weights_dir, "sae", seed=21)).model
+    cache = tmp_path / "maps.npz"
+    first = fit.cached_symbols(model, files, cache, progress=False)
+    assert cache.exists()
+
+    def no_encoding(*args, **kwargs):
+        raise AssertionError("the cache should have been read")
+
+    monkeypatch.setattr(fit, "latent_symbols", no_encoding)
+    packed = [f.with_suffix(".webp") for f in files]  # a packed copy: same stems
+    again = fit.cached_symbols(model, packed, cache, progress=False)
+    assert len(again) == len(first)
+    for a, b in zip(first, again):
+        np.testing.assert_array_equal(a, b)
+    other = load_weights(make_weights(weights_dir, "sae", seed=22)).model
+    with pytest.raises(ValueError, match="another encoder"):
+        fit.cached_symbols(other, files, cache, progress=False)
+
+
+def test_a_time_budgeted_fit_cuts_its_steps():
+    """``--net-minutes``: the steps are planned after timing the first ones."""
+    from compressnet.entropy.fit import PLAN_AFTER, fit_context_net
+
+    rng = np.random.default_rng(0)
+    maps = [rng.integers(0, 5, (3, 12, 12)) for _ in range(2)]
+    _, steps = fit_context_net(maps, 5, steps=10**6, crop=8, batch=2, width=8, progress=False,
+                               minutes=1e-9)
+    assert steps == PLAN_AFTER
+    _, steps = fit_context_net(maps, 5, steps=7, crop=8, batch=2, width=8, progress=False)
+    assert steps == 7

@@ -24,7 +24,9 @@ fingerprint, can differ from the shipped ones.
 from __future__ import annotations
 
 import argparse
+import hashlib
 import sys
+import time
 from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import NamedTuple
@@ -40,6 +42,8 @@ from compressnet.image import pad_to_multiple, to_tensor
 from compressnet.models.autoencoder import DOWNSAMPLING, CompressNetModel
 from compressnet.train.data import find_images, read_photo
 
+LR = 2e-3  # the context network's Adam step, cut by 0.3 at 60% and again at 85% of its steps
+PLAN_AFTER = 200  # steps timed before a time-budgeted fit plans its length
 PRIOR = 0.5  # pseudo-count per symbol: best of 0.02-0.5 on held-out BSDS500 val latents
 SCHEME = 2
 
@@ -68,6 +72,36 @@ def latent_symbols(model: CompressNetModel, files: list[Path], max_side: int = 1
         yield symbols[0].numpy()
 
 
+def encoder_digest(model: CompressNetModel) -> str:
+    """A hash of the arrays that decide the symbols (encoder and quantiser), to tie a cache of
+    symbol maps to the weights whose encoder wrote it."""
+    digest = hashlib.sha256()
+    for name, t in sorted(model.state_dict().items()):
+        if name.startswith(("encoder.", "quantizer.")):
+            digest.update(name.encode())
+            digest.update(t.detach().float().contiguous().numpy().tobytes())
+    return digest.hexdigest()[:16]
+
+
+def cached_symbols(model: CompressNetModel, files: list[Path], cache: Path | None,
+                   progress: bool = True) -> list[np.ndarray]:
+    """The symbol maps of ``files``, read from ``cache`` (an ``.npz``) when it holds the same
+    photos under the same encoder, else encoded and (with a ``cache``) written there, so that
+    fits on another machine or with other settings skip the encoding."""
+    key = np.array([encoder_digest(model), *(p.stem for p in files)])  # stems: a packed copy matches
+    if cache is not None and cache.exists():
+        with np.load(cache) as z:
+            if "key" not in z or not np.array_equal(z["key"], key):
+                raise ValueError(f"{cache} holds the symbols of other photos or another encoder")
+            return [z[f"map{i}"] for i in range(len(files))]
+    maps = list(latent_symbols(model, files, progress=progress))
+    if cache is not None:
+        tmp = cache.with_name(cache.name + ".tmp.npz")
+        np.savez_compressed(tmp, key=key, **{f"map{i}": m.astype(np.uint8) for i, m in enumerate(maps)})
+        tmp.replace(cache)
+    return maps
+
+
 class NetFit(NamedTuple):
     net: ContextNet
     held_out_bits: float  # bits per symbol on the held-out maps, each channel coded as chosen
@@ -75,35 +109,45 @@ class NetFit(NamedTuple):
 
 
 def fit_context_net(maps: list[np.ndarray], levels: int, steps: int = 5000, crop: int = 16,
-                    batch: int = 4, width: int = 64, seed: int = 0, progress: bool = True
-                    ) -> tuple[ContextNet, float]:
-    """Fit a :class:`ContextNet` on random crops of symbol maps (C, h, w); returns it and
-    its last training loss in bits per symbol."""
+                    batch: int = 4, width: int = 64, seed: int = 0, progress: bool = True,
+                    device: str = "cpu", minutes: float | None = None) -> tuple[ContextNet, int]:
+    """Fit a :class:`ContextNet` on random crops of symbol maps (C, h, w); returns it (on the
+    CPU) and the steps taken. Crops are drawn on the CPU from a seeded generator, so ``device``
+    changes only the arithmetic's rounding. With ``minutes``, the steps are cut to what fits in
+    that time (timed over the first steps), and the learning-rate drops move with them."""
     gen = torch.Generator().manual_seed(seed)
     channels = maps[0].shape[0]
     crop = min([crop] + [min(m.shape[1:]) for m in maps])
     data = [torch.from_numpy(m.astype(np.int64)) for m in maps]
     torch.manual_seed(seed)
-    net = ContextNet(channels, levels, width)
-    opt = torch.optim.Adam(net.parameters(), 2e-3)
-    sched = torch.optim.lr_scheduler.MultiStepLR(opt, [int(steps * 0.6), int(steps * 0.85)], 0.3)
-    loss = torch.tensor(float("nan"))
-    bar = tqdm(range(steps), desc="context network", unit="step", disable=not progress)
-    for _ in bar:
+    net = ContextNet(channels, levels, width).to(device)
+    opt = torch.optim.Adam(net.parameters(), LR)
+    bar = tqdm(total=steps, desc="context network", unit="step", disable=not progress)
+    step, started = 0, time.perf_counter()
+    while step < steps:
+        t = step / steps  # drops at 60% and 85% of the (planned) steps
+        opt.param_groups[0]["lr"] = LR * (0.3 if t >= 0.6 else 1.0) * (0.3 if t >= 0.85 else 1.0)
         items = []
         for k in torch.randint(len(data), (batch,), generator=gen).tolist():
             m = data[k]
             i = int(torch.randint(m.shape[1] - crop + 1, (1,), generator=gen))
             j = int(torch.randint(m.shape[2] - crop + 1, (1,), generator=gen))
             items.append(m[:, i:i + crop, j:j + crop])
-        x = torch.stack(items)
+        x = torch.stack(items).to(device)
         loss = net.bits(x).sum() / x.numel()
         opt.zero_grad()
         loss.backward()
         opt.step()
-        sched.step()
-        bar.set_postfix(bits=f"{loss.item():.3f}")
-    return net.eval(), float(loss.detach())
+        step += 1
+        if minutes is not None and step == PLAN_AFTER:
+            rate = step / (time.perf_counter() - started)
+            steps = max(step, min(steps, int(rate * 60 * minutes)))
+            bar.total = steps
+        bar.update()
+        if step % 50 == 0:
+            bar.set_postfix(bits=f"{loss.item():.3f}")
+    bar.close()
+    return net.cpu().eval(), step
 
 
 def per_channel_bits(net: ContextNet, tables: np.ndarray, maps: list[np.ndarray]
@@ -147,7 +191,9 @@ def channel_ranges(channels: list[int]) -> str:
 
 def add_latent_models(weights: str | Path, files: list[Path], output: str | Path,
                       prior: float = PRIOR, context_net: bool = True, recount: bool = False,
-                      net_steps: int = 5000, progress: bool = True) -> tuple[bytes, NetFit | None]:
+                      net_steps: int = 5000, progress: bool = True, net_batch: int = 4,
+                      device: str = "cpu", maps_cache: Path | None = None,
+                      net_minutes: float | None = None) -> tuple[bytes, NetFit | None]:
     """Write ``weights`` plus counted scheme-2 tables and (``context_net``) a scheme-3
     network to ``output``; returns the new fingerprint and the network's fit. Every 20th
     photo is held out of the network's fit to report its bits against the tables'."""
@@ -160,7 +206,7 @@ def add_latent_models(weights: str | Path, files: list[Path], output: str | Path
     arrays = {k: v for k, v in load_file(str(weights)).items() if not k.startswith(NET_PREFIX)}
     with safe_open(str(weights), framework="numpy") as f:
         meta = dict(f.metadata() or {})
-    maps = list(latent_symbols(model, files, progress=progress))
+    maps = cached_symbols(model, files, maps_cache, progress)
     cfg = model.cfg
     if recount or "tables.latent2" not in arrays:
         tables = count_tables(maps, cfg.latent_channels, cfg.levels, prior)
@@ -170,12 +216,13 @@ def add_latent_models(weights: str | Path, files: list[Path], output: str | Path
     if context_net:
         held = maps[::20] if len(maps) >= 20 else maps[:1]
         train = [m for i, m in enumerate(maps) if i % 20] if len(maps) >= 20 else maps
-        net, _ = fit_context_net(train, cfg.levels, net_steps, progress=progress)
+        net, net_steps = fit_context_net(train, cfg.levels, net_steps, batch=net_batch,
+                                         progress=progress, device=device, minutes=net_minutes)
         fit = NetFit(net, *choose_channels(net, arrays["tables.latent2"].astype(np.int64), held))
         arrays.update(net.state_arrays())
         coded = [c + 1 for c in range(cfg.latent_channels) if net.coded[c] > 0.5]
         meta["context_net"] = (f"scheme 3, fitted {net_steps} steps on {len(train)} of {len(files)} "
-                               f"images, codes channels {channel_ranges(coded)} of "
+                               f"images (batch {net_batch}), codes channels {channel_ranges(coded)} of "
                                f"{cfg.latent_channels} (counted tables the others); "
                                f"held-out {fit.held_out_bits:.4f} bits/symbol against "
                                f"{fit.held_out_counted_bits:.4f} with the counted tables alone")
@@ -199,6 +246,12 @@ def main(argv: list[str] | None = None) -> int:
                    help="count the tables again even if the weights have them (changes the "
                         "fingerprint of format-6 files)")
     p.add_argument("--net-steps", type=int, default=5000, help="the network's training steps")
+    p.add_argument("--net-minutes", type=float, default=None,
+                   help="cut the network's steps to what fits in this many minutes")
+    p.add_argument("--net-batch", type=int, default=4, help="crops of 16x16 symbols per step")
+    p.add_argument("--device", default="cpu", help="where the network is fitted (cpu, cuda)")
+    p.add_argument("--maps", type=Path, default=None,
+                   help="cache of the photos' symbol maps (.npz): read if it exists, else written")
     p.add_argument("--force", action="store_true", help="overwrite an existing output")
     args = p.parse_args(argv)
     if Path(args.output).exists() and not args.force:
@@ -207,7 +260,9 @@ def main(argv: list[str] | None = None) -> int:
     try:
         files = find_images(args.data, args.layout)
         fp, fit = add_latent_models(args.weights, files, args.output, args.prior,
-                                    not args.no_context_net, args.recount, args.net_steps)
+                                    not args.no_context_net, args.recount, args.net_steps,
+                                    net_batch=args.net_batch, device=args.device,
+                                    maps_cache=args.maps, net_minutes=args.net_minutes)
     except (FileNotFoundError, ValueError) as exc:
         print(f"compressnet: error: {exc}", file=sys.stderr)
         return 1
