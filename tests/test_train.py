@@ -302,6 +302,52 @@ def test_decoder_fine_tunes_behind_a_frozen_encoder(photo_folder, tmp_path, spn_
     assert tuned.decompress_array(data).shape == img.shape
 
 
+def test_export_carries_the_latent_models_of_the_same_encoder(photo_folder, tmp_path, spn_weights,
+                                                            capsys):
+    """A frozen-encoder run's checkpoint exports with its init's latent models and their fit's
+    description, and its steps add to the init's; ``--latent-models`` takes those of a refit of
+    the same encoder's symbols (how 0.7.0 shipped a GPU-fitted context network), and refuses
+    those fitted on another encoder."""
+    from conftest import make_weights
+    from safetensors.numpy import load_file
+
+    from compressnet.entropy.fit import add_latent_models
+    from compressnet.train.export import main as export_main
+    from compressnet.train.export import weights_file_meta
+
+    out = tmp_path / "fine"
+    train(_cfg(photo_folder, out, 2, init=str(spn_weights), freeze_encoder=True), progress=False)
+    slim = tmp_path / "slim.pt"
+    assert export_main([str(out / "ckpt.pt"), "--slim", str(slim)]) == 0
+    exported = tmp_path / "exported.safetensors"
+    assert export_main([str(slim), "-o", str(exported)]) == 0
+    init_meta, meta = weights_file_meta(spn_weights), weights_file_meta(exported)
+    assert meta["context_net"] == init_meta["context_net"]
+    assert int(meta["steps"]) == int(init_meta.get("steps", 0)) + 2
+    before, after = load_file(str(spn_weights)), load_file(str(exported))
+    for name in (k for k in before if k.startswith(("tables.", "context_net."))):
+        np.testing.assert_array_equal(after[name], before[name], err_msg=name)
+
+    refit = tmp_path / "refit.safetensors"
+    add_latent_models(spn_weights, find_images(photo_folder)[:2], refit, net_steps=5, progress=False)
+    with_refit = tmp_path / "with-refit.safetensors"
+    assert export_main([str(slim), "--latent-models", str(refit), "-o", str(with_refit)]) == 0
+    fitted, shipped = load_file(str(refit)), load_file(str(with_refit))
+    assert weights_file_meta(with_refit)["context_net"] == weights_file_meta(refit)["context_net"]
+    for name in (k for k in fitted if k.startswith("context_net.")):
+        np.testing.assert_array_equal(shipped[name], fitted[name], err_msg=name)
+    assert load(str(with_refit)).decompress_array(load(str(with_refit)).compress(
+        photo(32, 48, seed=4), quality=1)).shape == (32, 48, 3)
+
+    capsys.readouterr()
+    other = make_weights(tmp_path, "sae-spn", seed=31)
+    refused = tmp_path / "refused.safetensors"
+    assert export_main([str(slim), "--latent-models", str(other), "-o", str(refused)]) == 1
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "another encoder" in err[0]
+    assert not refused.exists()
+
+
 def test_init_takes_the_files_architecture(photo_folder, tmp_path, weights_dir):
     """A run from ``--init`` trains the file's model whatever ``--arch`` says, and its
     checkpoint exports as that model."""

@@ -13,10 +13,14 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import sys
 from pathlib import Path
+from typing import NamedTuple
 
 import numpy as np
 import torch
+from safetensors import safe_open
+from safetensors.numpy import load_file
 
 from compressnet.image import open_image, pad_to_multiple, to_tensor, to_uint8
 from compressnet.metrics import psnr
@@ -43,6 +47,61 @@ def checkpoint_config(ckpt: dict) -> ModelConfig:
         return ModelConfig.from_json(ckpt["model_config"])
     tc = ckpt["train_config"]
     return preset_config(tc["arch"], tc["preset"], **(tc.get("preset_overrides") or {}))
+
+
+LATENT_META = ("context_tables", "context_net")  # metadata that describes the latent models
+SYMBOL_PREFIXES = ("encoder.", "quantizer.")  # the arrays that decide a photo's symbols
+
+
+class LatentModels(NamedTuple):
+    """A weights file's latent models (coder tables, counted tables, context network) and the
+    metadata that describes their fit: what a model with the same encoder can carry over."""
+
+    arrays: dict[str, np.ndarray]
+    meta: dict[str, str]
+
+
+def weights_file_meta(weights: str | Path) -> dict[str, str]:
+    with safe_open(str(weights), framework="numpy") as f:
+        return dict(f.metadata() or {})
+
+
+def latent_models_of(weights: str | Path, encoder_of: CompressNetModel | None = None) -> LatentModels:
+    """``weights``' latent models; with ``encoder_of``, refused unless they were fitted on that
+    model's symbols (same encoder and quantiser): another encoder's would code its symbols
+    badly or, with other quantiser levels, wrongly."""
+    from compressnet.entropy.context_net import PREFIX
+
+    arrays = load_file(str(weights))
+    for name, t in (encoder_of.state_dict().items() if encoder_of is not None else ()):
+        if name.startswith(SYMBOL_PREFIXES) and t.is_floating_point() and (
+                name not in arrays or not np.array_equal(
+                    arrays[name], t.detach().cpu().numpy().astype(arrays[name].dtype))):
+            raise ValueError(f"{weights}: its latent models were fitted on another encoder "
+                             f"({name} differs)")
+    meta = weights_file_meta(weights)
+    return LatentModels({k: v for k, v in arrays.items() if k.startswith(("tables.", PREFIX))},
+                        {k: meta[k] for k in LATENT_META if k in meta})
+
+
+def init_file(ckpt: dict) -> Path | None:
+    """The weights file a run started from (``--init``), if any."""
+    init = (ckpt.get("train_config") or {}).get("init")
+    if not init:
+        return None
+    from compressnet.codec import load  # the CLI's own name-or-path resolution
+
+    return load(init).weights_path
+
+
+def run_facts(steps: int, seconds: float, init: Path | None) -> dict[str, str]:
+    """Steps and training seconds the weights have seen: a run from ``--init`` adds its own to
+    the init file's."""
+    if init is not None:
+        meta = weights_file_meta(init)
+        steps += int(meta.get("steps", 0))
+        seconds += float(meta.get("train_seconds", 0))
+    return {"steps": str(steps), "train_seconds": f"{seconds:.0f}"}
 
 
 def shipped_weights(ckpt: dict) -> dict:
@@ -93,6 +152,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--sweep", metavar="FOLDER", help="print rate and PSNR for every k")
     parser.add_argument("--meta", nargs="*", default=[], metavar="KEY=VALUE",
                         help="facts for the model card (hardware=..., data=..., command=...)")
+    parser.add_argument("--latent-models", metavar="WEIGHTS",
+                        help="carry the coder tables and context network of this weights file "
+                        "(fitted on the same encoder's symbols, e.g. by compressnet.entropy.fit); "
+                        "a --freeze-encoder run carries its init's by default")
     parser.add_argument("--slim", metavar="FILE", help="write an fp16 checkpoint without "
                         "optimiser state (to move a run between machines)")
     args = parser.parse_args(argv)
@@ -106,9 +169,19 @@ def main(argv: list[str] | None = None) -> int:
         sweep(model, args.sweep)
     if args.output:
         ckpt = torch.load(args.checkpoint, map_location="cpu", weights_only=False)
-        extra = dict(kv.split("=", 1) for kv in args.meta)
-        extra.update(steps=str(ckpt["step"]), train_seconds=f"{ckpt.get('elapsed', 0):.0f}")
-        fp = export_weights(model, args.output, extra=extra)
+        try:
+            init = init_file(ckpt)
+            latent = latent_models_of(init) if init and ckpt["train_config"].get("freeze_encoder") \
+                else None  # a frozen encoder's symbols are its init's: so are its latent models
+            if args.latent_models:
+                latent = latent_models_of(args.latent_models, encoder_of=model)
+            extra = (latent.meta if latent else {}) | dict(kv.split("=", 1) for kv in args.meta)
+            extra |= run_facts(ckpt["step"], ckpt.get("elapsed", 0), init)
+        except (FileNotFoundError, ValueError) as exc:
+            print(f"compressnet: error: {exc}", file=sys.stderr)
+            return 1
+        fp = export_weights(model, args.output, extra=extra,
+                            latent_models=latent.arrays if latent else None)
         print(f"wrote {args.output} (fingerprint {fp[:2].hex()}, qualities {model.cfg.qualities})")
     return 0
 

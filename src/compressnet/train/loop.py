@@ -21,7 +21,6 @@ from typing import TYPE_CHECKING, NamedTuple
 import numpy as np
 import torch
 import torch.distributed as dist
-from safetensors.numpy import load_file
 from torch import nn
 from tqdm import tqdm
 
@@ -34,6 +33,7 @@ from compressnet.models.discriminator import PatchDiscriminator
 from compressnet.models.io import export_weights
 from compressnet.train import losses
 from compressnet.train.data import CropDataset, find_images
+from compressnet.train.export import LatentModels, latent_models_of, run_facts
 
 if TYPE_CHECKING:
     from compressnet.codec import Codec
@@ -259,18 +259,14 @@ def _initial_weights(cfg: TrainConfig) -> Codec | None:
 
 
 def _frozen_latent_models(cfg: TrainConfig, model: CompressNetModel, start: Codec | None
-                          ) -> dict[str, np.ndarray] | None:
+                          ) -> LatentModels | None:
     """With ``--freeze-encoder``: stop the encoder, quantiser and entropy model learning and
-    return the init file's latent models (coder tables, counted tables, context network), which
-    the export carries over: the symbols they were fitted on do not change."""
+    return the init file's latent models, which the export carries over."""
     if not cfg.freeze_encoder or start is None:
         return None
-    from compressnet.entropy.context_net import PREFIX
-
     for part in (model.encoder, model.quantizer, model.entropy):
         part.requires_grad_(False)
-    arrays = load_file(str(start.weights_path))
-    return {k: v for k, v in arrays.items() if k.startswith(("tables.", PREFIX))}
+    return latent_models_of(start.weights_path)
 
 
 def _parameter_digest(module: nn.Module) -> str:
@@ -387,8 +383,11 @@ def train(cfg: TrainConfig, resume: bool = True, progress: bool = True) -> Path:
         if ckpt_path.exists():  # keep the previous checkpoint: a late divergence can be undone
             ckpt_path.replace(ckpt_path.with_name("ckpt.prev.pt"))
         tmp.replace(ckpt_path)
-        export_weights(shipped, out_dir / "model.safetensors", latent_models=latent_models,
-                       extra={"steps": str(step), "train_seconds": f"{time.time() - t0:.0f}"}
+        init = start.weights_path if start is not None else None
+        export_weights(shipped, out_dir / "model.safetensors",
+                       latent_models=latent_models.arrays if latent_models else None,
+                       extra=(latent_models.meta if latent_models else {})
+                       | run_facts(step, time.time() - t0, init)
                        | ({"init": cfg.init} if cfg.init else {}))
 
     log = (out_dir / "log.jsonl").open("a") if ddp.main else open(os.devnull, "w")  # noqa: SIM115
