@@ -70,13 +70,16 @@ def golden(version: int) -> tuple[bytes, np.ndarray]:
     return data, open_image(ROOT / "tests" / "data" / f"sae-spn-lite-v{version}.png")
 
 
-@pytest.mark.parametrize("release", ["0.1.0", "0.2.0", "0.3.0"])
-@pytest.mark.parametrize("version", [1, 2, 4, 6])
+REPLACED = [(release, version) for release in ("0.1.0", "0.2.0", "0.3.0") for version in (1, 2, 4, 6)]
+REPLACED += [("0.6.1", version) for version in (1, 2, 4, 6, 7, 8)]
+
+
+@pytest.mark.parametrize(("release", "version"), REPLACED)
 def test_files_of_replaced_weights_are_refused_with_the_release_that_reads_them(
     release, version, tmp_path, capsys
 ):
-    """0.2.0, 0.3.0 and 0.4.0 replaced the default model's weights: the files that the old weights wrote
-    name the release which reads them."""
+    """0.2.0, 0.3.0, 0.4.0 and 0.7.0 replaced the default model's weights: the files that the
+    old weights wrote name the release which reads them."""
     path = ROOT / "tests" / "data" / release / f"sae-spn-lite-v{version}.cnet"
     data = path.read_bytes()
     refusal = rf"weights of compressnet {re.escape(release)} \(fingerprint \w{{4}}\), which"

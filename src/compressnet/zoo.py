@@ -51,6 +51,9 @@ RETIRED: dict[tuple[int, str], str] = {
     (1, "63af"): "0.2.0",
     (1, "a73d"): "0.3.0",  # sae-spn-lite, 19,643 steps; replaced by 5,591 more
     (1, "e1b1"): "0.3.0",
+    (1, "19f2"): "0.6.1",  # sae-spn-lite, 25,234 steps (0.4.0 to 0.6.1); replaced by 4,450
+    (1, "e0af"): "0.6.1",  # more of the decoder alone and a refitted context network
+    (1, "e8c3"): "0.6.1",
 }
 
 
