@@ -39,7 +39,7 @@ from compressnet.entropy.context_model import context_count, latent_contexts_np,
 from compressnet.entropy.context_net import PREFIX as NET_PREFIX
 from compressnet.entropy.context_net import ContextNet
 from compressnet.image import pad_to_multiple, to_tensor
-from compressnet.models.autoencoder import DOWNSAMPLING, CompressNetModel
+from compressnet.models.autoencoder import DOWNSAMPLING, SYMBOL_PREFIXES, CompressNetModel
 from compressnet.train.data import find_images, read_photo
 
 LR = 2e-3  # the context network's Adam step, cut by 0.3 at 60% and again at 85% of its steps
@@ -77,7 +77,7 @@ def encoder_digest(model: CompressNetModel) -> str:
     symbol maps to the weights whose encoder wrote it."""
     digest = hashlib.sha256()
     for name, t in sorted(model.state_dict().items()):
-        if name.startswith(("encoder.", "quantizer.")):
+        if name.startswith(SYMBOL_PREFIXES):
             digest.update(name.encode())
             digest.update(t.detach().float().contiguous().numpy().tobytes())
     return digest.hexdigest()[:16]

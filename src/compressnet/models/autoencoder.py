@@ -40,6 +40,7 @@ from compressnet.models.layers import (
 )
 
 DOWNSAMPLING = 16
+SYMBOL_PREFIXES = ("encoder.", "quantizer.")  # the arrays that decide a photo's latent symbols
 
 
 _act = FLOAT32.act  # the encoder always runs in float32

@@ -24,7 +24,7 @@ from safetensors.numpy import load_file
 
 from compressnet.image import open_image, pad_to_multiple, to_tensor, to_uint8
 from compressnet.metrics import psnr
-from compressnet.models.autoencoder import DOWNSAMPLING, CompressNetModel
+from compressnet.models.autoencoder import DOWNSAMPLING, SYMBOL_PREFIXES, CompressNetModel
 from compressnet.models.config import ModelConfig, preset_config
 from compressnet.models.io import export_weights
 from compressnet.train.data import find_images
@@ -50,7 +50,6 @@ def checkpoint_config(ckpt: dict) -> ModelConfig:
 
 
 LATENT_META = ("context_tables", "context_net")  # metadata that describes the latent models
-SYMBOL_PREFIXES = ("encoder.", "quantizer.")  # the arrays that decide a photo's symbols
 
 
 class LatentModels(NamedTuple):
