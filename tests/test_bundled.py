@@ -150,6 +150,17 @@ def test_exact_formats_decode_to_the_same_pixels_on_every_machine(version):
         assert bytes.fromhex(out) == expected.tobytes(), env
 
 
+@pytest.mark.parametrize("version", [4, 7])
+def test_exact_formats_decode_to_the_same_pixels_in_tiles(version):
+    """Large images decode in tiles (:mod:`compressnet.models.tiling`); tiles of 2 latent pixels
+    (28 for this crop) must give the golden pixels of the whole image, bit for bit."""
+    data, expected = golden(version)
+    codec = load_for_header(data)
+    codec.tile = 2
+    assert codec.tile_count(*expected.shape[:2]) > 20
+    np.testing.assert_array_equal(codec.decompress_array(data), expected)
+
+
 @pytest.mark.parametrize("name", ["sae-spn", "sae", "swwae"])
 def test_shipped_kodak_results_belong_to_the_shipped_weights(name):
     """The card's results must cover exactly the weights' ladder (a stale file would not)."""

@@ -76,7 +76,12 @@ def cmd_decompress(args: argparse.Namespace) -> int:
             header, _ = bitstream.unpack(data)
             if header.model_id not in codecs:
                 codecs[header.model_id] = load_for_header(data, args.model)
-            pixels = codecs[header.model_id].decompress_array(data)
+            codec = codecs[header.model_id]
+            # a large image decodes in tiles for a minute or more: a bar on a terminal
+            count = codec.tile_count(header.height, header.width)
+            with tqdm(total=count, desc=f"decoding {Path(src).name}", unit="tile", leave=False,
+                      disable=None if count > 1 else True) as bar:
+                pixels = codec.decompress_array(data, on_tile=lambda done, total: bar.update(1))
         except bitstream.BitstreamError as exc:
             raise CodecError(f"{src}: {exc}") from None
         write_atomic(dst, png_bytes(pixels), force=args.force)

@@ -29,6 +29,7 @@ from compressnet.models.arithmetic import Exact
 from compressnet.models.autoencoder import DOWNSAMPLING
 from compressnet.models.io import LoadedModel, load_weights
 from compressnet.models.refine import refine_latent
+from compressnet.models.tiling import TILE, decode_tiles, encode_tiled
 
 _THREADS_LOCK = threading.RLock()
 
@@ -67,6 +68,10 @@ class EncodeResult(NamedTuple):
 
 
 COLOUR_STEP = colour_layer.DEFAULT_STEP  # quantiser step of the layer's block means
+# Refinement differentiates the whole decoder at once (no tiles): measured with sae-spn-lite on
+# kodim01, 1.15 GB peak for 393,216 pixels. Above 4 MP (about 11 GiB) it is refused.
+REFINE_BYTES_PER_PIXEL = 2900
+REFINE_MAX_PIXELS = 4_000_000
 
 
 class _Analysis(NamedTuple):
@@ -104,6 +109,7 @@ class Codec:
         # channels are sent, so trying several qualities (--target-bpp) runs the network once
         self._net_tables: tuple[bytes, np.ndarray] | None = None
         self.writes_colour_layer = True  # encode(colour=None) follows it: formats 5/6, else 3/4
+        self.tile = TILE  # latent pixels a side of the tiles large images are coded in
         self.model_id = model_id
         self.name = name
         self.metadata = loaded.metadata
@@ -140,19 +146,32 @@ class Codec:
         bits += sum(2 * c * h * w for c, h, w in self._switch_shapes(hp, wp))
         return bits / (height * width)
 
-    def _analyse(self, image: ImageLike) -> _Analysis:
-        """Run the encoder once: symbols of all latent channels (a quality sends a prefix)."""
+    def _analyse(self, image: ImageLike, refine: int = 0) -> _Analysis:
+        """Run the encoder once: symbols of all latent channels (a quality sends a prefix).
+        Refuses, before the encoder runs, an image too large for ``refine`` steps."""
         arr = as_rgb_array(image)
         h, w = arr.shape[:2]
         if h * w > MAX_PIXELS:
             raise ImageError(f"{w}x{h} is too large (limit {MAX_PIXELS:,} pixels)")
+        if refine and h * w > REFINE_MAX_PIXELS:
+            raise CodecError(f"--refine searches the whole {w}x{h} image at once (about "
+                             f"{h * w * REFINE_BYTES_PER_PIXEL / 2**30:.0f} GiB of memory); it takes "
+                             f"images of up to {REFINE_MAX_PIXELS:,} pixels: compress this one without it")
         x = pad_to_multiple(to_tensor(arr), DOWNSAMPLING)
-        with single_threaded(), torch.no_grad():
-            _, symbols, enc = self.model.encode(x, self.cfg.latent_channels)
-        given = {lv: enc.switches[lv] for lv in self.cfg.switch_levels} \
-            if self.cfg.transmits_switches else None
+        y, given = self._encode(x)
+        with torch.no_grad():
+            _, symbols = self.model.quantizer(y)
         switches = [s[0].numpy() for s in given.values()] if given else []
-        return _Analysis(h, w, arr, symbols[0].numpy(), switches, x, enc.y, given)
+        return _Analysis(h, w, arr, symbols[0].numpy(), switches, x, y, given)
+
+    def _encode(self, x: torch.Tensor) -> tuple[torch.Tensor, dict[int, torch.Tensor] | None]:
+        """The encoder's continuous latent of the padded image ``x`` and the switches it sends
+        (SWWAE; else None), in tiles when the image is larger than one
+        (:mod:`compressnet.models.tiling`)."""
+        sent = self.cfg.switch_levels if self.cfg.transmits_switches else ()
+        with single_threaded(), torch.no_grad():
+            y, given = encode_tiled(self.model, x, sent, self.tile)
+        return y, given or None
 
     def _colour_layer(self, pixels: np.ndarray, quality: int, colour: bool | None
                       ) -> colour_layer.ColourLayer | None:
@@ -242,7 +261,7 @@ class Codec:
         quality = quality or self.default_quality
         self.channels_sent(quality)  # a bad quality or step count fails before the network runs
         self._check_refine(refine)
-        analysis = self._analyse(image)
+        analysis = self._analyse(image, refine)
         return self._pack(self._refine(analysis, quality, refine, colour, on_step) if refine
                           else analysis, quality, colour)
 
@@ -259,7 +278,7 @@ class Codec:
         """The highest quality whose file fits ``target_bpp``; the encoder runs once. With
         ``refine``, the search then runs at that quality (its file is never larger)."""
         self._check_refine(refine)
-        analysis = self._analyse(image)
+        analysis = self._analyse(image, refine)
         result = None
         for quality in reversed(self.qualities):
             result = self._pack(analysis, quality, colour)
@@ -295,8 +314,10 @@ class Codec:
             raise CodecError(f"file uses quality {header.quality}, which {self.name} does not have")
 
     @torch.inference_mode()
-    def decompress_array(self, data: bytes) -> np.ndarray:
-        """Decoded (H, W, 3) uint8 pixels of a ``.cnet`` bitstream."""
+    def decompress_array(self, data: bytes, on_tile: Callable[[int, int], object] | None = None
+                         ) -> np.ndarray:
+        """Decoded (H, W, 3) uint8 pixels of a ``.cnet`` bitstream. ``on_tile(done, total)``
+        is called after each tile of the decoder network (a progress bar's hook)."""
         header, payload = bitstream.unpack(data)
         self.check_header(header)
         if header.height * header.width > MAX_PIXELS:
@@ -317,20 +338,38 @@ class Codec:
         y_hat = torch.zeros(1, self.cfg.latent_channels, hp, wp)
         y_hat[0, :keep] = torch.from_numpy(decoded.latent).float() - (self.cfg.levels - 1) // 2
         given = {lv: torch.from_numpy(s)[None] for lv, s in zip(self.cfg.switch_levels, decoded.switches)}
-        x_hat = self._decode(y_hat, given or None, form.exact_decoder)
-        pixels = to_uint8(x_hat[..., : header.height, : header.width])
+        pixels = self._decode(y_hat, given or None, form.exact_decoder, header.height, header.width,
+                              on_tile)
         return colour_layer.apply(pixels, decoded.colour) if decoded.colour else pixels
 
-    def _decode(self, y_hat: torch.Tensor, given: dict[int, torch.Tensor] | None,
-                exact: bool) -> torch.Tensor:
-        """The decoder network in the arithmetic a file's version names: exact fixed point
-        (any thread count) or, for versions 1 and 2, float32 on one thread."""
-        if exact:
-            if self._exact is None:
-                self._exact = Exact(self.model.decoder)
-            return self.model.decode(y_hat, given, self._exact).x_hat
-        with single_threaded():
-            return self.model.decode(y_hat, given).x_hat
+    def tile_count(self, height: int, width: int) -> int:
+        """How many tiles the decoder network of a ``height`` x ``width`` image runs in."""
+        return math.ceil(height / DOWNSAMPLING / self.tile) * math.ceil(width / DOWNSAMPLING / self.tile)
+
+    def _decode(self, y_hat: torch.Tensor, given: dict[int, torch.Tensor] | None, exact: bool,
+                height: int, width: int, on_tile: Callable[[int, int], object] | None = None
+                ) -> np.ndarray:
+        """(height, width, 3) uint8 pixels of the decoder network in the arithmetic a file's
+        version names: exact fixed point (any thread count), tile by tile with the same
+        result (:mod:`compressnet.models.tiling`), or, for versions 1 and 2, float32 on one
+        thread, whole."""
+        if not exact:
+            with single_threaded():
+                pixels = to_uint8(self.model.decode(y_hat, given).x_hat[..., :height, :width])
+            if on_tile is not None:
+                on_tile(1, 1)
+            return pixels
+        if self._exact is None:
+            self._exact = Exact(self.model.decoder)
+        pixels = np.empty((height, width, 3), dtype=np.uint8)
+        total = self.tile_count(height, width)
+        for done, ((rows, cols), x_hat) in enumerate(
+                decode_tiles(self.model, y_hat, given, self._exact, self.tile), 1):
+            rows, cols = slice(rows.start, min(rows.stop, height)), slice(cols.start, min(cols.stop, width))
+            pixels[rows, cols] = to_uint8(x_hat[..., : rows.stop - rows.start, : cols.stop - cols.start])
+            if on_tile is not None:
+                on_tile(done, total)
+        return pixels
 
     def decompress(self, data: bytes) -> Image.Image:
         return Image.fromarray(self.decompress_array(data))
@@ -344,12 +383,11 @@ class Codec:
         arr = as_rgb_array(image)
         h, w = arr.shape[:2]
         keep = self.channels_sent(quality)
-        with single_threaded():
-            y_hat, _, enc = self.model.encode(pad_to_multiple(to_tensor(arr), DOWNSAMPLING), keep)
-        given = {lv: enc.switches[lv] for lv in self.cfg.switch_levels} \
-            if self.cfg.transmits_switches else None
+        y, given = self._encode(pad_to_multiple(to_tensor(arr), DOWNSAMPLING))
+        y_hat, _ = self.model.quantizer(y)
+        y_hat[:, keep:] = 0
         exact = bitstream.VERSIONS[self.format_version].exact_decoder
-        pixels = to_uint8(self._decode(y_hat, given, exact)[..., :h, :w])
+        pixels = self._decode(y_hat, given, exact, h, w)
         layer = self._colour_layer(arr, quality, colour)
         return colour_layer.apply(pixels, layer) if layer else pixels
 

@@ -11,7 +11,7 @@ import torch
 from PIL import Image, ImageOps, UnidentifiedImageError
 
 IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp", ".ppm", ".pgm", ".gif"}
-MAX_PIXELS = 25_000_000  # 5000 x 5000; decoding with the lite model peaks near 0.7 kB of RAM per pixel
+MAX_PIXELS = 64_000_000  # 8000 x 8000 (a 61-megapixel camera); tiles bound the networks' memory
 
 ImageLike = Image.Image | np.ndarray | torch.Tensor | str | Path
 

@@ -141,11 +141,20 @@ class Decoder(nn.Module):
                 ar: Float32 = FLOAT32) -> DecoderOutput:
         """``ar``: the arithmetic (:mod:`compressnet.models.arithmetic`); the codec decodes
         files of format 3 and later with the exact one."""
-        switches = switches or {}
+        return self.upsample(self.trunk(y_hat, ar), switches, ar)
+
+    def trunk(self, y_hat: Tensor, ar: Float32 = FLOAT32) -> Tensor:
+        """The layers at the latent's resolution: ``h3``, what the upsampling levels start from."""
         h = ar.conv(self.from_latent, y_hat.to(ar.dtype))
         for block in self.res_blocks:
             h = block(h, ar)
-        h = ar.norm(self.norm3, ar.conv(self.to_level3, ar.act(h)))
+        return ar.norm(self.norm3, ar.conv(self.to_level3, ar.act(h)))
+
+    def upsample(self, h: Tensor, switches: dict[int, Tensor] | None = None,
+                 ar: Float32 = FLOAT32) -> DecoderOutput:
+        """From the trunk's ``h3`` to pixels: the four 2x levels and the conv to RGB, where a
+        decoder spends its memory (:mod:`compressnet.models.tiling` runs them tile by tile)."""
+        switches = switches or {}
         features: list[Tensor] = [None] * 4  # type: ignore[list-item]
         logits: dict[int, Tensor] = {}
         for level in (3, 2, 1, 0):
