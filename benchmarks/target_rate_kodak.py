@@ -5,7 +5,8 @@
 Each image is compressed with ``compress --target-bpp T`` (``Codec.encode_to_target``): the
 highest quality whose real file is not above T, chosen per image, as ``eval`` bisects HEVC's
 and the other classical codecs' settings per image to the largest file not above each target.
-Prints a markdown table of the means (real bytes, PSNR, MS-SSIM, the qualities chosen) beside
+Prints a markdown table of the means (real bytes, PSNR, MS-SSIM, the qualities and colour
+blocks chosen: what a quality leaves under T goes to finer colour blocks) beside
 HEVC's row at the same target from ``results/kodak/hevc.json`` (written by
 ``benchmarks/kodak_comparison.py``) when it is there, and writes the per-image rows to
 ``OUT/<model>-target.json``.
@@ -46,6 +47,7 @@ def _rows(model: str, path: str, targets: list[float], refine: int) -> list[dict
         result = _CODEC.encode_to_target(pixels, target, refine)
         decoded = _CODEC.decompress_array(result.data)
         rows.append({"image": Path(path).name, "target": target, "quality": result.quality,
+                     "colour_block": result.colour_block,
                      "bpp": result.bpp, "psnr": psnr(pixels, decoded),
                      "ms_ssim": ms_ssim(pixels, decoded)})
     return rows
@@ -85,12 +87,13 @@ def main() -> int:
     (out / f"{name}-target.json").write_text(json.dumps({"name": name, "per_image": rows}, indent=1))
     print(f"\nKodak, {len(files)} images; {datetime.date.today()}; {platform.machine()} "
           f"{os.cpu_count()} cores; `python benchmarks/target_rate_kodak.py {' '.join(sys.argv[1:])}`\n")
-    print("| target bpp | codec | bpp | PSNR (dB) | MS-SSIM | qualities chosen (images) |")
+    print("| target bpp | codec | bpp | PSNR (dB) | MS-SSIM | qualities (colour blocks) chosen: images |")
     print("|---|---|---|---|---|---|")
     for target in args.targets:
         mine = [r for r in rows if r["target"] == target]
-        chosen = collections.Counter(r["quality"] for r in mine)
-        mix = ", ".join(f"q{q}: {n}" for q, n in sorted(chosen.items()))
+        chosen = collections.Counter((r["quality"], r.get("colour_block") or 0) for r in mine)
+        mix = ", ".join(f"q{q}" + (f" ({b} px)" if b else "") + f": {n}"
+                        for (q, b), n in sorted(chosen.items(), key=lambda c: (c[0][0], -c[0][1])))
         print(f"| {target:g} | {name} | {np.mean([r['bpp'] for r in mine]):.4f} "
               f"| {np.mean([r['psnr'] for r in mine]):.2f} "
               f"| {np.mean([r['ms_ssim'] for r in mine]):.4f} | {mix} |")

@@ -12,6 +12,7 @@ from PIL import Image
 
 from compressnet import bitstream
 from compressnet.codec import CodecError, load
+from compressnet.metrics import psnr
 
 
 def test_round_trip_equals_forward_pass(tiny_codec):
@@ -126,6 +127,25 @@ def test_target_bpp_picks_highest_fitting_quality(spn_weights):
     assert codec.encode_to_target(img, rates[2]).quality == 2
     with pytest.raises(CodecError, match="lowest quality"):
         codec.encode_to_target(img, rates[1] / 2)
+
+
+def test_target_bpp_spends_what_is_left_on_a_finer_colour_layer(spn_weights):
+    """Under a target, the quality's file may leave room for smaller colour blocks (the block
+    size travels in the file): the finest that fits is sent, refined or not."""
+    codec = load(str(spn_weights))
+    img = photo(128, 192, seed=2)
+    top = max(codec.qualities)
+    analysis = codec._analyse(img)
+    paired = codec.colour_block(top)
+    plain, finer = codec._pack(analysis, top), codec._pack(analysis, top, block=paired - 8)
+    assert plain.bpp < finer.bpp < codec._pack(analysis, top, block=paired - 16).bpp \
+        if paired > 16 else plain.bpp < finer.bpp
+    assert codec.encode_to_target(img, finer.bpp).data == finer.data
+    assert codec.encode_to_target(img, (plain.bpp + finer.bpp) / 2).data == plain.data
+    assert psnr(img, codec.decompress_array(finer.data)) > psnr(img, codec.decompress_array(plain.data))
+    refined = codec.encode_to_target(img, finer.bpp, refine=2)
+    # within the finer file's bytes, far above the plain one's: the search kept the finer layer
+    assert refined.quality == top and len(plain.data) < len(refined.data) <= len(finer.data)
 
 
 def test_out_of_range_quality_is_refused(spn_weights):

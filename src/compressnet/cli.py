@@ -255,7 +255,8 @@ def build_parser() -> argparse.ArgumentParser:
     q = p.add_mutually_exclusive_group()
     q.add_argument("--quality", "-q", type=int,
                    help="1 (lowest rate) upward; default: the middle of the model's ladder")
-    q.add_argument("--target-bpp", type=float, help="highest quality whose file fits this rate")
+    q.add_argument("--target-bpp", type=float,
+                   help="highest quality whose file fits this rate, with finer colour blocks if they fit")
     p.add_argument("--refine", type=int, default=0, metavar="STEPS",
                    help="search STEPS optimisation steps for a better latent per image: a better "
                         "image in a file no larger, any reader decodes it; each step costs about "
