@@ -19,7 +19,8 @@ from compressnet.server.service import UploadError, compress_upload, decompress_
 
 Upload = Annotated[UploadFile, File(description="the image (or .cnet file)")]
 OptInt = Annotated[int | None, Form(description="quality, 1 = lowest rate (default 2)")]
-OptFloat = Annotated[float | None, Form(description="highest quality whose file fits this bpp")]
+OptFloat = Annotated[float | None,
+                     Form(description="highest quality (then finest colour blocks) whose file fits this bpp")]
 Flag = Annotated[bool, Form(description="also match HEVC, AVIF and JPEG to the file size")]
 
 
