@@ -44,14 +44,18 @@ def cmd_compress(args: argparse.Namespace) -> int:
     outputs = _outputs(args.inputs, args.output, args.out_dir, lambda p: p.stem + CNET_SUFFIX)
     for src, dst in zip(args.inputs, outputs):
         pixels = open_image(src)
-        # refinement takes seconds a step: a bar per image on a terminal, nothing in a pipe
-        with tqdm(total=args.refine, desc=f"refining {Path(src).name}", unit="step", leave=False,
-                  disable=None if args.refine else True) as bar:
+        # a large photo's encoder tiles and refinement's steps take seconds each: bars on a
+        # terminal, nothing in a pipe
+        count = codec.tile_count(*pixels.shape[:2])
+        with tqdm(total=count, desc=f"encoding {Path(src).name}", unit="tile", leave=False,
+                  disable=None if count > 1 else True) as tile_bar, \
+                tqdm(total=args.refine, desc=f"refining {Path(src).name}", unit="step", leave=False,
+                     disable=None if args.refine else True) as bar:
+            bars = dict(on_step=bar.update, on_tile=lambda done, total: tile_bar.update(1))
             if args.target_bpp is not None:
-                result = codec.encode_to_target(pixels, args.target_bpp, args.refine,
-                                                on_step=bar.update)
+                result = codec.encode_to_target(pixels, args.target_bpp, args.refine, **bars)
             else:
-                result = codec.encode(pixels, args.quality, args.refine, on_step=bar.update)
+                result = codec.encode(pixels, args.quality, args.refine, **bars)
         write_atomic(dst, result.data, force=args.force)
         print(f"{src} -> {dst}: {len(result.data)} bytes, {result.bpp:.4f} bpp, "
               f"{codec.name} q{result.quality}")

@@ -147,7 +147,8 @@ class Codec:
         bits += sum(2 * c * h * w for c, h, w in self._switch_shapes(hp, wp))
         return bits / (height * width)
 
-    def _analyse(self, image: ImageLike, refine: int = 0) -> _Analysis:
+    def _analyse(self, image: ImageLike, refine: int = 0,
+                 on_tile: Callable[[int, int], object] | None = None) -> _Analysis:
         """Run the encoder once: symbols of all latent channels (a quality sends a prefix).
         Refuses, before the encoder runs, an image too large for ``refine`` steps."""
         arr = as_rgb_array(image)
@@ -159,19 +160,20 @@ class Codec:
                              f"{h * w * REFINE_BYTES_PER_PIXEL / 2**30:.0f} GiB of memory); it takes "
                              f"images of up to {REFINE_MAX_PIXELS:,} pixels: compress this one without it")
         x = pad_to_multiple(to_tensor(arr), DOWNSAMPLING)
-        y, given = self._encode(x)
+        y, given = self._encode(x, on_tile)
         with torch.no_grad():
             _, symbols = self.model.quantizer(y)
         switches = [s[0].numpy() for s in given.values()] if given else []
         return _Analysis(h, w, arr, symbols[0].numpy(), switches, x, y, given)
 
-    def _encode(self, x: torch.Tensor) -> tuple[torch.Tensor, dict[int, torch.Tensor] | None]:
+    def _encode(self, x: torch.Tensor, on_tile: Callable[[int, int], object] | None = None
+                ) -> tuple[torch.Tensor, dict[int, torch.Tensor] | None]:
         """The encoder's continuous latent of the padded image ``x`` and the switches it sends
         (SWWAE; else None), in tiles when the image is larger than one
         (:mod:`compressnet.models.tiling`)."""
         sent = self.cfg.switch_levels if self.cfg.transmits_switches else ()
         with single_threaded(), torch.no_grad():
-            y, given = encode_tiled(self.model, x, sent, self.tile)
+            y, given = encode_tiled(self.model, x, sent, self.tile, on_tile)
         return y, given or None
 
     def _colour_layer(self, pixels: np.ndarray, quality: int, colour: bool | None,
@@ -256,16 +258,17 @@ class Codec:
         return (len(self.cfg.qualities) + 1) // 2
 
     def encode(self, image: ImageLike, quality: int | None = None, refine: int = 0,
-               colour: bool | None = None, on_step: Callable[[], object] | None = None
-               ) -> EncodeResult:
+               colour: bool | None = None, on_step: Callable[[], object] | None = None,
+               on_tile: Callable[[int, int], object] | None = None) -> EncodeResult:
         """Compress one image at ``quality`` (default: :attr:`default_quality`), searching
         ``refine`` steps for a better latent (``on_step`` is called after each); also reports
-        the estimated and fixed-length rates. ``colour=False`` leaves out the colour layer
+        the estimated and fixed-length rates; ``on_tile(done, total)`` after each tile of the
+        encoder network. ``colour=False`` leaves out the colour layer
         (format 3 or 4; default: :attr:`writes_colour_layer`)."""
         quality = quality or self.default_quality
         self.channels_sent(quality)  # a bad quality or step count fails before the network runs
         self._check_refine(refine)
-        analysis = self._analyse(image, refine)
+        analysis = self._analyse(image, refine, on_tile)
         return self._pack(self._refine(analysis, quality, refine, colour, on_step) if refine
                           else analysis, quality, colour)
 
@@ -277,14 +280,14 @@ class Codec:
         return self.encode(image, quality, refine, colour).data
 
     def encode_to_target(self, image: ImageLike, target_bpp: float, refine: int = 0,
-                         colour: bool | None = None, on_step: Callable[[], object] | None = None
-                         ) -> EncodeResult:
+                         colour: bool | None = None, on_step: Callable[[], object] | None = None,
+                         on_tile: Callable[[int, int], object] | None = None) -> EncodeResult:
         """The highest quality whose file fits ``target_bpp``; the encoder runs once. What
         that quality leaves under the target goes to a finer colour layer, while one fits
         (:meth:`_finer_colour`). With ``refine``, the search then runs at that quality and block
         size (its file is never larger)."""
         self._check_refine(refine)
-        analysis = self._analyse(image, refine)
+        analysis = self._analyse(image, refine, on_tile)
         result = None
         for quality in reversed(self.qualities):
             result = self._pack(analysis, quality, colour)
@@ -370,7 +373,8 @@ class Codec:
         return colour_layer.apply(pixels, decoded.colour) if decoded.colour else pixels
 
     def tile_count(self, height: int, width: int) -> int:
-        """How many tiles the decoder network of a ``height`` x ``width`` image runs in."""
+        """How many tiles the encoder and decoder networks of a ``height`` x ``width`` image run
+        in."""
         return math.ceil(height / DOWNSAMPLING / self.tile) * math.ceil(width / DOWNSAMPLING / self.tile)
 
     def _decode(self, y_hat: torch.Tensor, given: dict[int, torch.Tensor] | None, exact: bool,

@@ -24,7 +24,7 @@ tiles take what is left.
 from __future__ import annotations
 
 import math
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from typing import NamedTuple
 
 import torch
@@ -102,14 +102,17 @@ def decode_tiles(model: CompressNetModel, y_hat: Tensor, switches: dict[int, Ten
 
 
 def encode_tiled(model: CompressNetModel, x: Tensor, switch_levels: tuple[int, ...] = (),
-                 tile: int = TILE) -> tuple[Tensor, dict[int, Tensor]]:
+                 tile: int = TILE, on_tile: Callable[[int, int], object] | None = None
+                 ) -> tuple[Tensor, dict[int, Tensor]]:
     """The encoder's latent ``y`` (1, C, h, w) of a padded image ``x`` (1, 3, 16h, 16w), tile
-    by tile (one tile when the image fits in one), and its switches at ``switch_levels``."""
+    by tile (one tile when the image fits in one), and its switches at ``switch_levels``.
+    ``on_tile(done, total)`` is called after each tile."""
     h, w = x.shape[-2] // DOWNSAMPLING, x.shape[-1] // DOWNSAMPLING
     y = x.new_empty(1, model.cfg.latent_channels, h, w)
     switches = {lv: torch.empty(1, model.cfg.enc_widths[lv], h * LEVEL_SCALE[lv], w * LEVEL_SCALE[lv],
                                 dtype=torch.int64) for lv in switch_levels}
-    for t in tiles(h, w, encoder_halo(model.cfg), tile):
+    parts = tiles(h, w, encoder_halo(model.cfg), tile)
+    for done, t in enumerate(parts, 1):
         enc = model.encoder(x[..., _at(t.window[0], DOWNSAMPLING), _at(t.window[1], DOWNSAMPLING)] - 0.5)
         rows, cols = t.inner()
         y[..., t.core[0], t.core[1]] = enc.y[..., rows, cols]
@@ -117,6 +120,8 @@ def encode_tiled(model: CompressNetModel, x: Tensor, switch_levels: tuple[int, .
             rows, cols = t.inner(LEVEL_SCALE[lv])
             s[..., _at(t.core[0], LEVEL_SCALE[lv]), _at(t.core[1], LEVEL_SCALE[lv])] = \
                 enc.switches[lv][..., rows, cols]
+        if on_tile is not None:
+            on_tile(done, len(parts))
     return y, switches
 
 
