@@ -29,7 +29,7 @@ from compressnet.models.arithmetic import Exact
 from compressnet.models.autoencoder import DOWNSAMPLING
 from compressnet.models.io import LoadedModel, load_weights
 from compressnet.models.refine import refine_latent
-from compressnet.models.tiling import TILE, decode_tiles, encode_tiled
+from compressnet.models.tiling import TILE, decode_tiles, encode_tiled, tile_count
 
 _THREADS_LOCK = threading.RLock()
 
@@ -375,7 +375,7 @@ class Codec:
     def tile_count(self, height: int, width: int) -> int:
         """How many tiles the encoder and decoder networks of a ``height`` x ``width`` image run
         in."""
-        return math.ceil(height / DOWNSAMPLING / self.tile) * math.ceil(width / DOWNSAMPLING / self.tile)
+        return tile_count(height, width, self.tile)
 
     def _decode(self, y_hat: torch.Tensor, given: dict[int, torch.Tensor] | None, exact: bool,
                 height: int, width: int, on_tile: Callable[[int, int], object] | None = None

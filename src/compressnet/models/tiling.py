@@ -63,6 +63,11 @@ def tiles(height: int, width: int, halo: int, tile: int = TILE) -> list[Tile]:
     return [Tile((rc, cc), (rw, cw)) for rc, rw in spans(height) for cc, cw in spans(width)]
 
 
+def tile_count(height: int, width: int, tile: int = TILE) -> int:
+    """How many tiles the networks of a ``height`` x ``width``-pixel image run in."""
+    return len(tiles(math.ceil(height / DOWNSAMPLING), math.ceil(width / DOWNSAMPLING), 0, tile))
+
+
 def decoder_halo(cfg: ModelConfig) -> int:
     """Latent pixels on each side of a tile that its pixels depend on, through the upsampling
     levels and the conv to RGB (a 7x7: 3 pixels), from the finest level back to the trunk: at
