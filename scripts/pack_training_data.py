@@ -18,7 +18,7 @@ from pathlib import Path
 
 from PIL import Image
 
-from compressnet.image import to_rgb_array
+from compressnet.image import register_plugins, to_rgb_array
 from compressnet.train.data import find_images
 
 
@@ -33,6 +33,7 @@ def main() -> None:
     args = parser.parse_args()
     src, dst = Path(args.src), Path(args.dst)
     total = 0
+    register_plugins()  # HEIC and JPEG XL photos too
     for path in find_images(src):
         with Image.open(path) as im:
             im = Image.fromarray(to_rgb_array(im))

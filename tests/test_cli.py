@@ -7,6 +7,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import numpy as np
 import pytest
 from conftest import photo
 from PIL import Image
@@ -148,3 +149,32 @@ def test_two_inputs_with_one_output_name_are_refused(tmp_path, spn_weights, caps
     assert cli.main(args) == 1
     assert "would both be written" in capsys.readouterr().err
     assert not (tmp_path / "same.cnet").exists()
+
+
+def test_decompress_writes_the_format_its_output_names(tmp_path, image_file, spn_weights, capsys):
+    cnet = tmp_path / "photo.cnet"
+    assert cli.main(["compress", str(image_file), "--model", str(spn_weights)]) == 0
+    assert cli.main(["decompress", str(cnet), "--model", str(spn_weights)]) == 0
+    png = np.asarray(Image.open(tmp_path / "photo.decoded.png"))
+    for name, fmt in [("a.webp", "WEBP"), ("b.JPG", "JPEG"), ("c.tif", "TIFF"), ("d", "PNG")]:
+        out = str(tmp_path / name)
+        assert cli.main(["decompress", str(cnet), "--model", str(spn_weights), "-o", out]) == 0
+        with Image.open(tmp_path / name) as im:
+            assert im.format == fmt and im.size == (72, 40)
+            if fmt != "JPEG":  # the lossless ones hold the decoded pixels exactly
+                np.testing.assert_array_equal(np.asarray(im.convert("RGB")), png)
+    assert cli.main(["decompress", str(cnet), "--model", str(spn_weights), "--format", "webp",
+                     "--out-dir", str(tmp_path / "out")]) == 0
+    assert Image.open(tmp_path / "out" / "photo.decoded.webp").format == "WEBP"
+
+
+def test_an_output_suffix_without_a_format_is_refused_before_decoding(tmp_path, image_file, spn_weights,
+                                                                    capsys, monkeypatch):
+    cnet = tmp_path / "photo.cnet"
+    assert cli.main(["compress", str(image_file), "--model", str(spn_weights)]) == 0
+    capsys.readouterr()
+    monkeypatch.setattr(cli, "load_for_header", lambda *a: pytest.fail("decoded before the check"))
+    assert cli.main(["decompress", str(cnet), "-o", str(tmp_path / "photo.gif")]) == 1
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("compressnet: error:") and "cannot write .gif images" in err and ".png" in err
+    assert not (tmp_path / "photo.gif").exists()

@@ -118,3 +118,15 @@ def test_target_bpp(client):
     r = client.post("/api/compress", files={"file": ("a.png", png(64, 96))},
                     data={"target_bpp": "5", "compare": "false"})
     assert r.status_code == 200 and r.json()["bpp"] <= 5
+
+
+def test_a_phone_photo_in_heic_is_accepted(client):
+    from compressnet.image import register_plugins
+
+    register_plugins()
+    buf = io.BytesIO()
+    Image.fromarray(photo(64, 96)).save(buf, format="HEIF", quality=90)
+    r = client.post("/api/compress", files={"file": ("IMG_0001.HEIC", buf.getvalue(), "image/heic")},
+                    data={"quality": "1"})
+    assert r.status_code == 200, r.text
+    assert r.json()["width"] == 96 and r.json()["height"] == 64

@@ -8,5 +8,5 @@
 
 from compressnet.codec import Codec, CodecError, load
 
-__version__ = "0.7.1"
+__version__ = "0.7.2"
 __all__ = ["Codec", "CodecError", "load", "__version__"]

@@ -18,7 +18,7 @@ from tqdm import tqdm
 from compressnet import bitstream, zoo
 from compressnet.codec import Codec, CodecError, load, load_for_header
 from compressnet.image import ImageError, open_image
-from compressnet.io_utils import png_bytes, write_atomic
+from compressnet.io_utils import image_bytes, output_format, write_atomic
 from compressnet.metrics import psnr
 
 CNET_SUFFIX = ".cnet"
@@ -72,7 +72,9 @@ def _read_bitstream(path: str) -> bytes:
 def cmd_decompress(args: argparse.Namespace) -> int:
     outputs = _outputs(args.inputs, args.output, args.out_dir,
                        lambda p: (p.name[: -len(CNET_SUFFIX)] if p.name.endswith(CNET_SUFFIX)
-                                  else p.name) + ".decoded.png")
+                                  else p.name) + f".decoded.{args.format}")
+    for dst in outputs:
+        output_format(dst)  # a name that no format fits fails before minutes of decoding
     codecs: dict[int, Codec] = {}
     for src, dst in zip(args.inputs, outputs):
         data = _read_bitstream(src)
@@ -88,7 +90,7 @@ def cmd_decompress(args: argparse.Namespace) -> int:
                 pixels = codec.decompress_array(data, on_tile=lambda done, total: bar.update(1))
         except bitstream.BitstreamError as exc:
             raise CodecError(f"{src}: {exc}") from None
-        write_atomic(dst, png_bytes(pixels), force=args.force)
+        write_atomic(dst, image_bytes(pixels, dst), force=args.force)
         print(f"{src} -> {dst}: {header.width}x{header.height}")
     return 0
 
@@ -143,7 +145,7 @@ def cmd_demo(args: argparse.Namespace) -> int:
     out_dir = Path(args.out_dir)
     cnet = write_atomic(out_dir / "kodim23.cnet", result.data, force=args.force)
     decoded = codec.decompress_array(cnet.read_bytes())
-    png = write_atomic(out_dir / "kodim23.decoded.png", png_bytes(decoded), force=args.force)
+    png = write_atomic(out_dir / "kodim23.decoded.png", image_bytes(decoded), force=args.force)
     h, w = pixels.shape[:2]
     print(f"sample {sample.name} ({w}x{h}) with {codec.name} q{result.quality}: "
           f"{len(result.data)} bytes, {result.bpp:.4f} bpp "
@@ -273,11 +275,14 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--force", action="store_true", help="overwrite existing outputs")
     p.set_defaults(func=cmd_compress)
 
-    p = sub.add_parser("decompress", help=".cnet files -> PNG")
+    p = sub.add_parser("decompress", help=".cnet files -> PNG (or WebP, JPEG, TIFF)")
     p.add_argument("inputs", nargs="+", metavar="IN.cnet")
     g = p.add_mutually_exclusive_group()
-    g.add_argument("-o", "--output", help="output PNG (one input only)")
+    g.add_argument("-o", "--output", help="output image (one input only); its suffix picks the format: "
+                   ".png, .webp (both lossless), .jpg (quality 95), .tif, .bmp, .ppm")
     g.add_argument("--out-dir", help="folder for the outputs (default: beside each input)")
+    p.add_argument("--format", default="png", choices=["png", "webp", "jpg", "tif"],
+                   help="format of the outputs named for you (NAME.decoded.FORMAT); default png")
     p.add_argument("--model", help="weights file, for files written with a user's model")
     p.add_argument("--force", action="store_true", help="overwrite existing outputs")
     p.set_defaults(func=cmd_decompress)

@@ -1,4 +1,5 @@
-"""Any image in, uint8 RGB out: modes, bit depths, EXIF rotation, alpha, padding."""
+"""Any image in, uint8 sRGB out: formats, modes, bit depths, colour profiles, EXIF rotation,
+alpha, padding."""
 
 from __future__ import annotations
 
@@ -8,9 +9,10 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from PIL import Image, ImageOps, UnidentifiedImageError
+from PIL import Image, ImageCms, ImageOps, UnidentifiedImageError
 
-IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp", ".ppm", ".pgm", ".gif"}
+IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp", ".ppm", ".pgm", ".gif",
+                  ".heic", ".heif", ".avif", ".jxl"}
 MAX_PIXELS = 64_000_000  # 8000 x 8000 (a 61-megapixel camera); tiles bound the networks' memory
 
 ImageLike = Image.Image | np.ndarray | torch.Tensor | str | Path
@@ -20,8 +22,54 @@ class ImageError(ValueError):
     """An input that cannot be read as an image; the message is meant for users."""
 
 
+_PLUGINS_REGISTERED = False
+
+
+def register_plugins() -> None:
+    """Teach Pillow HEIC/HEIF (pillow-heif: what phones save) and JPEG XL (pillow-jxl-plugin),
+    both dependencies: the classical codecs write them, and users' photos arrive in them."""
+    global _PLUGINS_REGISTERED
+    if _PLUGINS_REGISTERED:
+        return
+    try:
+        import pillow_heif
+
+        pillow_heif.register_heif_opener()
+    except ImportError:  # pragma: no cover - both are install requirements
+        pass
+    try:
+        import pillow_jxl  # noqa: F401  (importing it registers JXL with Pillow)
+    except ImportError:  # pragma: no cover
+        pass
+    _PLUGINS_REGISTERED = True
+
+
+_SRGB = ImageCms.ImageCmsProfile(ImageCms.createProfile("sRGB"))
+
+
+def to_srgb(im: Image.Image) -> Image.Image:
+    """``im`` as RGB in sRGB, the space the codec and its PNGs work in.
+
+    Why: phones and cameras tag photos with wider profiles (Display P3 in every iPhone HEIC,
+    Adobe RGB), and reading their numbers as sRGB washes the colours out. Such pixels go
+    through LittleCMS (perceptual intent); an sRGB profile, or none, leaves them as they are.
+    A profile that cannot be used is ignored with a warning, never a refused photo.
+    """
+    icc = im.info.get("icc_profile")
+    if icc:
+        try:
+            source = ImageCms.ImageCmsProfile(io.BytesIO(icc))
+            if "srgb" not in ImageCms.getProfileDescription(source).lower():
+                if im.mode not in ("RGB", "CMYK", "L"):
+                    im = im.convert("L" if im.mode == "LA" else "RGB")
+                return ImageCms.profileToProfile(im, source, _SRGB, outputMode="RGB")
+        except (ImageCms.PyCMSError, OSError, ValueError) as exc:
+            warnings.warn(f"colour profile ignored, pixels read as sRGB ({exc})", stacklevel=3)
+    return im.convert("RGB")
+
+
 def to_rgb_array(im: Image.Image) -> np.ndarray:
-    """A PIL image of any mode as an (H, W, 3) uint8 array, EXIF orientation applied."""
+    """A PIL image of any mode as an (H, W, 3) uint8 sRGB array, EXIF orientation applied."""
     im = ImageOps.exif_transpose(im)
     if im.mode in ("I;16", "I;16B", "I;16L", "I"):
         arr = np.asarray(im).astype(np.float64)
@@ -35,7 +83,7 @@ def to_rgb_array(im: Image.Image) -> np.ndarray:
         im = im.convert("RGBA")
         if np.asarray(im)[..., 3].min() < 255:
             warnings.warn("alpha channel dropped: only RGB is coded", stacklevel=2)
-    return np.asarray(im.convert("RGB"), dtype=np.uint8).copy()
+    return np.asarray(to_srgb(im), dtype=np.uint8).copy()
 
 
 def open_image(path: str | Path) -> np.ndarray:
@@ -58,6 +106,7 @@ def decode_image_bytes(data: bytes, name: str = "upload", max_pixels: int | None
 
 def _read(fp, name: str, max_pixels: int | None = None) -> np.ndarray:
     limit = MAX_PIXELS if max_pixels is None else max_pixels
+    register_plugins()
     try:
         with Image.open(fp) as im:
             w, h = im.size

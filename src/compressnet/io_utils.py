@@ -38,7 +38,38 @@ def write_atomic(path: str | Path, data: bytes, force: bool = False) -> Path:
     return path
 
 
-def png_bytes(pixels: np.ndarray) -> bytes:
+# Decoded images by the output's suffix: lossless unless the user asks for JPEG.
+OUTPUT_FORMATS: dict[str, tuple[str, dict]] = {
+    ".png": ("PNG", {}),
+    ".webp": ("WEBP", {"lossless": True}),
+    ".jpg": ("JPEG", {"quality": 95, "subsampling": 0}),
+    ".jpeg": ("JPEG", {"quality": 95, "subsampling": 0}),
+    ".tif": ("TIFF", {"compression": "tiff_deflate"}),
+    ".tiff": ("TIFF", {"compression": "tiff_deflate"}),
+    ".bmp": ("BMP", {}),
+    ".ppm": ("PPM", {}),
+}
+
+
+class OutputFormatError(ValueError):
+    """An output name whose suffix names no format that decoded images are written in."""
+
+
+def output_format(path: str | Path) -> tuple[str, dict]:
+    """Pillow's format name and options for a decoded image written to ``path`` (PNG when the
+    name has no suffix); checked before decoding, which can take minutes."""
+    suffix = Path(path).suffix.lower()
+    if not suffix:
+        return OUTPUT_FORMATS[".png"]
+    if suffix not in OUTPUT_FORMATS:
+        raise OutputFormatError(f"{path}: cannot write {suffix} images; name the output "
+                                f"{', '.join(OUTPUT_FORMATS)}")
+    return OUTPUT_FORMATS[suffix]
+
+
+def image_bytes(pixels: np.ndarray, path: str | Path = "image.png") -> bytes:
+    """``pixels`` encoded in the format that ``path``'s suffix names (:func:`output_format`)."""
+    fmt, options = output_format(path)
     buf = io.BytesIO()
-    Image.fromarray(pixels).save(buf, format="PNG")
+    Image.fromarray(pixels).save(buf, format=fmt, **options)
     return buf.getvalue()

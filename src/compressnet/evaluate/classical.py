@@ -17,6 +17,8 @@ from typing import NamedTuple
 import numpy as np
 from PIL import Image
 
+from compressnet.image import register_plugins
+
 BPG_NOTE = ("HEVC intra is x265 through pillow-heif (libheif), the engine inside BPG; "
             "BPG itself is not packaged for this platform")
 
@@ -44,14 +46,14 @@ class ClassicalCodec:
         return ClassicalCodec(self.name, self.lowest, self.highest, encode, self.note)
 
     def decode(self, data: bytes) -> np.ndarray:
-        _register_plugins()
+        register_plugins()
         with Image.open(io.BytesIO(data)) as im:
             return np.array(im.convert("RGB"))
 
 
 def _save(fmt: str, **fixed) -> Callable[[Image.Image, int], bytes]:
     def encode(image: Image.Image, setting: int) -> bytes:
-        _register_plugins()
+        register_plugins()
         buf = io.BytesIO()
         image.save(buf, format=fmt, **fixed, **_setting_kwargs(fmt, setting))
         return buf.getvalue()
@@ -63,26 +65,6 @@ def _setting_kwargs(fmt: str, setting: int) -> dict:
     if fmt == "JPEG2000":  # setting = target in milli-bpp; OpenJPEG takes a ratio to 24-bit raw
         return {"quality_mode": "rates", "quality_layers": [24000.0 / setting]}
     return {"quality": setting}
-
-
-_PLUGINS = False
-
-
-def _register_plugins() -> None:
-    global _PLUGINS
-    if _PLUGINS:
-        return
-    try:
-        import pillow_heif
-
-        pillow_heif.register_heif_opener()
-    except ImportError:
-        pass
-    try:
-        import pillow_jxl  # noqa: F401  (registers JXL with Pillow)
-    except ImportError:
-        pass
-    _PLUGINS = True
 
 
 CODECS: dict[str, ClassicalCodec] = {

@@ -10,7 +10,7 @@ import torch
 from PIL import Image
 from tqdm import tqdm
 
-from compressnet.image import IMAGE_SUFFIXES, to_rgb_array
+from compressnet.image import IMAGE_SUFFIXES, register_plugins, to_rgb_array
 
 # Sub-folders that the paper's data sets use for training / validation.
 LAYOUTS = {
@@ -39,6 +39,7 @@ def find_images(root: str | Path, layout: str = "folder", split: str = "train") 
 
 def read_photo(path: Path, max_side: int = 1024) -> np.ndarray:
     """(H, W, 3) uint8 RGB of a training photo; huge JPEGs are decoded at a reduced size."""
+    register_plugins()
     with Image.open(path) as im:
         im.draft("RGB", (max_side, max_side))  # fast JPEG downscale for huge files
         return to_rgb_array(im)
