@@ -178,3 +178,42 @@ def test_an_output_suffix_without_a_format_is_refused_before_decoding(tmp_path, 
     err = capsys.readouterr().err.strip()
     assert err.startswith("compressnet: error:") and "cannot write .gif images" in err and ".png" in err
     assert not (tmp_path / "photo.gif").exists()
+
+
+def test_folders_expand_to_their_images_and_files(tmp_path, spn_weights, capsys):
+    photos = tmp_path / "photos"
+    (photos / "sub").mkdir(parents=True)
+    for name in ("b.png", "a.JPG"):
+        Image.fromarray(photo(32, 48)).save(photos / name)
+    Image.fromarray(photo(32, 48)).save(photos / "sub" / "c.png")  # not a file of the folder itself
+    (photos / "notes.txt").write_text("not a photo")
+    out = tmp_path / "small"
+    assert cli.main(["compress", str(photos), "--model", str(spn_weights), "--out-dir", str(out)]) == 0
+    assert sorted(p.name for p in out.iterdir()) == ["a.cnet", "b.cnet"]
+    assert cli.main(["decompress", str(out), "--model", str(spn_weights), "--format", "webp"]) == 0
+    assert sorted(p.name for p in out.iterdir()) == ["a.cnet", "a.decoded.webp", "b.cnet", "b.decoded.webp"]
+    capsys.readouterr()
+    assert cli.main(["compress", str(photos / "sub" / "c.png"), str(tmp_path / "empty"),
+                     "--model", str(spn_weights)]) == 1  # a missing path is still an error
+    (tmp_path / "empty").mkdir()
+    assert cli.main(["compress", str(tmp_path / "empty"), "--model", str(spn_weights)]) == 1
+    assert "a folder with no images in it" in capsys.readouterr().err
+
+
+def test_one_bad_input_among_several_does_not_stop_the_others(tmp_path, spn_weights):
+    photos = tmp_path / "photos"
+    photos.mkdir()
+    for name in ("a.png", "c.png"):
+        Image.fromarray(photo(32, 48)).save(photos / name)
+    (photos / "b.png").write_bytes((photos / "a.png").read_bytes()[:100])  # truncated
+    result = run("compress", str(photos), "--model", str(spn_weights))
+    assert result.returncode == 1
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 2 and "b.png" in lines[0] and "truncated" in lines[0]
+    assert lines[1] == "compressnet: 1 of 3 inputs failed"
+    assert (photos / "a.cnet").is_file() and (photos / "c.cnet").is_file()
+    assert not (photos / "b.cnet").exists()
+    (photos / "c.cnet").write_bytes(b"CN garbage")
+    result = run("decompress", str(photos), "--model", str(spn_weights))
+    assert result.returncode == 1 and (photos / "a.decoded.png").is_file()
+    assert "c.cnet" in result.stderr and "1 of 2 inputs failed" in result.stderr

@@ -120,3 +120,10 @@ def test_rate_estimate_matches_table_lookup():
     bits = cm.latent_bits(y, symbols, keep=3)
     uniform = ContextModel(3, 5).latent_bits(y, symbols, keep=3)
     assert bits.shape == (1,) and torch.allclose(uniform, torch.tensor([60 * np.log2(5)]).float())
+
+
+def test_switch_classes_are_argmax_with_its_ties():
+    from compressnet.models.layers import switch_classes
+
+    logits = torch.randint(-2, 3, (2, 5, 4, 7, 9)).double()  # many ties
+    assert torch.equal(switch_classes(logits), logits.argmax(2))

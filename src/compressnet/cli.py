@@ -9,6 +9,7 @@ import argparse
 import os
 import sys
 import warnings
+from collections.abc import Callable
 from importlib import resources
 from pathlib import Path
 
@@ -17,11 +18,27 @@ from tqdm import tqdm
 
 from compressnet import bitstream, zoo
 from compressnet.codec import Codec, CodecError, load, load_for_header
-from compressnet.image import ImageError, open_image
+from compressnet.image import IMAGE_SUFFIXES, ImageError, open_image
 from compressnet.io_utils import image_bytes, output_format, write_atomic
 from compressnet.metrics import psnr
 
 CNET_SUFFIX = ".cnet"
+
+
+def _expand(inputs: list[str], suffixes: set[str], kind: str) -> list[str]:
+    """The inputs, with each folder replaced by the files in it (not its sub-folders) whose
+    suffix is one of ``suffixes``, sorted; a folder without any is an error."""
+    files: list[str] = []
+    for given in inputs:
+        folder = Path(given)
+        if not folder.is_dir():
+            files.append(given)
+            continue
+        found = sorted(str(p) for p in folder.iterdir() if p.is_file() and p.suffix.lower() in suffixes)
+        if not found:
+            raise CodecError(f"{given}: a folder with no {kind} in it")
+        files += found
+    return files
 
 
 def _outputs(inputs: list[str], out: str | None, out_dir: str | None, make_name) -> list[Path]:
@@ -38,11 +55,33 @@ def _outputs(inputs: list[str], out: str | None, out_dir: str | None, make_name)
     return outputs
 
 
+# What one input can go wrong with; a run over several reports it and goes on with the others.
+INPUT_ERRORS = (CodecError, ImageError, bitstream.BitstreamError, OSError, ValueError)
+
+
+def _each_input(inputs: list[str], outputs: list[Path], work: Callable[[str, Path], None]) -> int:
+    """``work(src, dst)`` for every input. A bad one is one error line and the rest still run
+    (a folder of 500 photos with one truncated file loses only that file); exit status 1 if any
+    failed, with a count when there were several."""
+    failed = 0
+    for src, dst in zip(inputs, outputs):
+        try:
+            work(src, dst)
+        except INPUT_ERRORS as exc:
+            print(f"compressnet: error: {exc}", file=sys.stderr)
+            failed += 1
+    if failed and len(inputs) > 1:
+        print(f"compressnet: {failed} of {len(inputs)} inputs failed", file=sys.stderr)
+    return 1 if failed else 0
+
+
 def cmd_compress(args: argparse.Namespace) -> int:
     codec = load(args.model)
     codec.writes_colour_layer = not args.no_colour_layer
-    outputs = _outputs(args.inputs, args.output, args.out_dir, lambda p: p.stem + CNET_SUFFIX)
-    for src, dst in zip(args.inputs, outputs):
+    inputs = _expand(args.inputs, IMAGE_SUFFIXES, "images")
+    outputs = _outputs(inputs, args.output, args.out_dir, lambda p: p.stem + CNET_SUFFIX)
+
+    def compress_one(src: str, dst: Path) -> None:
         pixels = open_image(src)
         # a large photo's encoder tiles and refinement's steps take seconds each: bars on a
         # terminal, nothing in a pipe
@@ -59,7 +98,8 @@ def cmd_compress(args: argparse.Namespace) -> int:
         write_atomic(dst, result.data, force=args.force)
         print(f"{src} -> {dst}: {len(result.data)} bytes, {result.bpp:.4f} bpp, "
               f"{codec.name} q{result.quality}")
-    return 0
+
+    return _each_input(inputs, outputs, compress_one)
 
 
 def _read_bitstream(path: str) -> bytes:
@@ -70,13 +110,15 @@ def _read_bitstream(path: str) -> bytes:
 
 
 def cmd_decompress(args: argparse.Namespace) -> int:
-    outputs = _outputs(args.inputs, args.output, args.out_dir,
+    inputs = _expand(args.inputs, {CNET_SUFFIX}, f"{CNET_SUFFIX} files")
+    outputs = _outputs(inputs, args.output, args.out_dir,
                        lambda p: (p.name[: -len(CNET_SUFFIX)] if p.name.endswith(CNET_SUFFIX)
                                   else p.name) + f".decoded.{args.format}")
     for dst in outputs:
         output_format(dst)  # a name that no format fits fails before minutes of decoding
     codecs: dict[int, Codec] = {}
-    for src, dst in zip(args.inputs, outputs):
+
+    def decompress_one(src: str, dst: Path) -> None:
         data = _read_bitstream(src)
         try:
             header, _ = bitstream.unpack(data)
@@ -92,7 +134,8 @@ def cmd_decompress(args: argparse.Namespace) -> int:
             raise CodecError(f"{src}: {exc}") from None
         write_atomic(dst, image_bytes(pixels, dst), force=args.force)
         print(f"{src} -> {dst}: {header.width}x{header.height}")
-    return 0
+
+    return _each_input(inputs, outputs, decompress_one)
 
 
 def cmd_info(args: argparse.Namespace) -> int:
@@ -253,7 +296,8 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", required=True)
 
     p = sub.add_parser("compress", help="images -> .cnet files")
-    p.add_argument("inputs", nargs="+", metavar="IN")
+    p.add_argument("inputs", nargs="+", metavar="IN",
+                   help="images, or folders of them (not their sub-folders)")
     g = p.add_mutually_exclusive_group()
     g.add_argument("-o", "--output", help="output file (one input only)")
     g.add_argument("--out-dir", help="folder for the outputs (default: beside each input)")
@@ -276,7 +320,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_compress)
 
     p = sub.add_parser("decompress", help=".cnet files -> PNG (or WebP, JPEG, TIFF)")
-    p.add_argument("inputs", nargs="+", metavar="IN.cnet")
+    p.add_argument("inputs", nargs="+", metavar="IN.cnet", help=".cnet files, or folders of them")
     g = p.add_mutually_exclusive_group()
     g.add_argument("-o", "--output", help="output image (one input only); its suffix picks the format: "
                    ".png, .webp (both lossless), .jpg (quality 95), .tif, .bmp, .ppm")

@@ -14,6 +14,7 @@ from tqdm import tqdm
 from compressnet.codec import Codec
 from compressnet.image import IMAGE_SUFFIXES, open_image
 from compressnet.metrics import ms_ssim, psnr
+from compressnet.models.layers import switch_classes
 
 
 class ImageResult(NamedTuple):
@@ -48,7 +49,7 @@ def _switch_accuracy(codec: Codec, pixels: np.ndarray, quality: int) -> float | 
         x = pad_to_multiple(to_tensor(pixels), DOWNSAMPLING)
         y_hat, _, enc = codec.model.encode(x, codec.channels_sent(quality))
         logits = codec.model.decode(y_hat).switch_logits
-        hits = [(lg.argmax(2) == enc.switches[lv]).float().mean().item() for lv, lg in logits.items()]
+        hits = [(switch_classes(lg) == enc.switches[lv]).float().mean().item() for lv, lg in logits.items()]
     return float(np.mean(hits))
 
 

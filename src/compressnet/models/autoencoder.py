@@ -36,6 +36,7 @@ from compressnet.models.layers import (
     ResidualBlock,
     SoftToHardQuantizer,
     pool_with_switches,
+    switch_classes,
     unpool_with_switches,
 )
 
@@ -110,7 +111,7 @@ class Upsampler(nn.Module):
             b, c, hh, ww = h.shape
             logits = ar.conv(self.predictor, h).view(b, c, 4, hh, ww)
             if switches is None:
-                switches = logits.argmax(2)
+                switches = switch_classes(logits)
             if not ar.keeps_logits:
                 logits = None
         if self.uses_switches:

@@ -10,6 +10,7 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from compressnet.models.autoencoder import ForwardOutput
+from compressnet.models.layers import switch_classes
 
 
 class GeneratorTerms(NamedTuple):
@@ -31,7 +32,7 @@ def generator_terms(x: Tensor, out: ForwardOutput) -> GeneratorTerms:
     for level, logits in out.decoded.switch_logits.items():
         target = out.encoded.switches[level]
         ce = ce + F.cross_entropy(logits.transpose(1, 2), target)
-        acc[level] = (logits.argmax(2) == target).float().mean().item()
+        acc[level] = (switch_classes(logits) == target).float().mean().item()
     return GeneratorTerms(bpp, mse, stacked, ce, acc)
 
 
