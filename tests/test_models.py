@@ -127,3 +127,5 @@ def test_switch_classes_are_argmax_with_its_ties():
 
     logits = torch.randint(-2, 3, (2, 5, 4, 7, 9)).double()  # many ties
     assert torch.equal(switch_classes(logits), logits.argmax(2))
+    logits.requires_grad_(True)  # as in training and refinement
+    assert torch.equal(switch_classes(logits * 2), logits.argmax(2))

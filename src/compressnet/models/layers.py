@@ -33,6 +33,7 @@ def switch_classes(logits: Tensor) -> Tensor:
     """The predicted switch class of SPN ``logits`` (B, C, 4, H, W): ``logits.argmax(2)``, the
     first maximum, by three comparisons, since PyTorch's CPU argmax over a middle dimension took
     0.43 s of a Kodak image's 2.6 s decode (these take 0.06 s and no copy of the logits)."""
+    logits = logits.detach()  # a choice has no gradient (training and refinement call this too)
     best = logits[:, :, 0].clone()
     classes = torch.zeros(best.shape, dtype=torch.int64, device=logits.device)
     for k in range(1, logits.shape[2]):
