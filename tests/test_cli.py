@@ -190,6 +190,9 @@ def test_folders_expand_to_their_images_and_files(tmp_path, spn_weights, capsys)
     out = tmp_path / "small"
     assert cli.main(["compress", str(photos), "--model", str(spn_weights), "--out-dir", str(out)]) == 0
     assert sorted(p.name for p in out.iterdir()) == ["a.cnet", "b.cnet"]
+    assert cli.main(["info", str(out)]) == 0
+    assert [line.split(":")[0] for line in capsys.readouterr().out.splitlines()[-2:]] == [
+        str(out / "a.cnet"), str(out / "b.cnet")]
     assert cli.main(["decompress", str(out), "--model", str(spn_weights), "--format", "webp"]) == 0
     assert sorted(p.name for p in out.iterdir()) == ["a.cnet", "a.decoded.webp", "b.cnet", "b.decoded.webp"]
     capsys.readouterr()

@@ -139,7 +139,7 @@ def cmd_decompress(args: argparse.Namespace) -> int:
 
 
 def cmd_info(args: argparse.Namespace) -> int:
-    for src in args.inputs:
+    for src in _expand(args.inputs, {CNET_SUFFIX}, f"{CNET_SUFFIX} files"):
         data = _read_bitstream(src)
         try:
             header, _ = bitstream.unpack(data)
@@ -332,7 +332,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_decompress)
 
     p = sub.add_parser("info", help="describe .cnet files without decoding them")
-    p.add_argument("inputs", nargs="+", metavar="IN.cnet")
+    p.add_argument("inputs", nargs="+", metavar="IN.cnet", help=".cnet files, or folders of them")
     p.set_defaults(func=cmd_info)
 
     p = sub.add_parser("models", help="list the bundled models and their rates")
