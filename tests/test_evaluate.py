@@ -146,3 +146,23 @@ def test_compare_curves_tabulates_both_and_their_bd_rate():
         compare_curves(anchor, {k: v[:2] for k, v in test.items()}, "old", "new")
     some = compare_curves(anchor, {**test, "quality": [1, 3, 5]}, "old", "new")  # a subset
     assert [line.split(" | ")[0] for line in some[2:5]] == ["| 1", "| 3", "| 5"]
+
+
+def test_equal_size_crops_hold_classical_files_to_compressnets_size(spn_weights):
+    from compressnet.codec import load
+    from compressnet.evaluate.report import CROP, equal_size_crops
+    from compressnet.metrics import psnr
+
+    codec = load(str(spn_weights))
+    pixels = photo(300, 280, seed=6)
+    crops = equal_size_crops(codec, pixels, 1, codecs=("jpeg", "webp"))
+    assert [c.name for c in crops] == ["original", f"{codec.name} q1", "jpeg", "webp"]
+    ours = crops[1]
+    assert ours.bytes == len(codec.compress(pixels, quality=1))
+    np.testing.assert_array_equal(crops[0].pixels, pixels[22:22 + CROP, 12:12 + CROP])
+    for c in crops[2:]:
+        assert c.pixels.shape == (CROP, CROP, 3)
+        assert (c.bytes <= ours.bytes) == c.fits
+        assert ("smallest file is larger" in c.label) != c.fits
+    decoded = codec.decompress_array(codec.compress(pixels, quality=1))
+    assert abs(ours.psnr - psnr(pixels, decoded)) < 1e-9 and ours.bpp == ours.bytes * 8 / (300 * 280)

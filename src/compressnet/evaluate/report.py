@@ -7,6 +7,7 @@ import base64
 import html
 import io
 from pathlib import Path
+from typing import NamedTuple
 
 import numpy as np
 from PIL import Image
@@ -14,7 +15,7 @@ from PIL import Image
 from compressnet.evaluate import classical
 from compressnet.evaluate.bdrate import bd_rate
 from compressnet.image import open_image
-from compressnet.metrics import psnr
+from compressnet.metrics import ms_ssim, psnr
 
 CROP = 256
 SIDE_BY_SIDE = ("hevc", "avif", "jpeg")
@@ -52,29 +53,48 @@ def bd_rate_table(docs: dict[str, dict], anchor: str) -> list[tuple[str, str, st
     return rows
 
 
+class Crop(NamedTuple):
+    name: str  # "original", the model and quality, or a classical codec
+    pixels: np.ndarray  # the centre crop of its decoded image
+    bytes: int = 0  # its file's size; the scores are of the whole image
+    bpp: float = 0.0
+    psnr: float = 0.0
+    ms_ssim: float = 0.0
+    fits: bool = True  # False: even the codec's smallest file is above CompressNet's
+
+    @property
+    def label(self) -> str:
+        if not self.bytes:
+            return self.name
+        return (f"{self.name}: {self.bytes} B, {self.bpp:.3f} bpp, {self.psnr:.2f} dB, MS-SSIM "
+                f"{self.ms_ssim:.3f}" + ("" if self.fits else " (its smallest file is larger)"))
+
+
+def equal_size_crops(codec, pixels: np.ndarray, quality: int, codecs=SIDE_BY_SIDE) -> list[Crop]:
+    """Centre crops of the original, CompressNet at ``quality``, and each classical codec at
+    the largest file not above CompressNet's (the HTML report's panels, the README's figure)."""
+    h, w = pixels.shape[:2]
+
+    def crop(name: str, size: int, decoded: np.ndarray, fits: bool = True) -> Crop:
+        return Crop(name, _crop(decoded), size, size * 8 / (h * w), psnr(pixels, decoded),
+                    ms_ssim(pixels, decoded), fits)
+
+    data = codec.compress(pixels, quality=quality)
+    crops = [Crop("original", _crop(pixels)),
+             crop(f"{codec.name} q{quality}", len(data), codec.decompress_array(data))]
+    for name in codecs:
+        if classical.available(name):
+            continue
+        match = classical.largest_under(classical.CODECS[name], pixels, len(data))
+        crops.append(crop(name, len(match.data), classical.CODECS[name].decode(match.data), match.fits))
+    return crops
+
+
 def image_panels(codec, files: list[Path], quality: int) -> list[tuple[str, list[tuple[str, str]]]]:
-    """Per image: crops of the original, CompressNet at ``quality``, and classical codecs at
-    the largest size not above CompressNet's file."""
-    panels = []
-    for path in files:
-        pixels = open_image(path)
-        h, w = pixels.shape[:2]
-        data = codec.compress(pixels, quality=quality)
-        ours = codec.decompress_array(data)
-        tiles = [("original", _png_uri(_crop(pixels))),
-                 (f"{codec.name} q{quality}: {len(data)} B, {len(data) * 8 / (h * w):.3f} bpp, "
-                  f"{psnr(pixels, ours):.2f} dB", _png_uri(_crop(ours)))]
-        for name in SIDE_BY_SIDE:
-            if classical.available(name):
-                continue
-            c = classical.CODECS[name]
-            match = classical.largest_under(c, pixels, len(data))
-            decoded = c.decode(match.data)
-            flag = "" if match.fits else " (its smallest file is larger)"
-            tiles.append((f"{name}: {len(match.data)} B, {len(match.data) * 8 / (h * w):.3f} bpp, "
-                          f"{psnr(pixels, decoded):.2f} dB{flag}", _png_uri(_crop(decoded))))
-        panels.append((path.name, tiles))
-    return panels
+    """Per image: :func:`equal_size_crops` as (caption, PNG data URI) pairs."""
+    return [(path.name, [(crop.label, _png_uri(crop.pixels))
+                         for crop in equal_size_crops(codec, open_image(path), quality)])
+            for path in files]
 
 
 def write_report(out: Path, docs: dict[str, dict], plot_png: Path, anchor: str | None,
