@@ -10,7 +10,7 @@ from conftest import ARCHS, photo
 from PIL import Image
 
 from compressnet import cli
-from compressnet.codec import CodecError, load
+from compressnet.codec import CodecError, load, single_threaded
 from compressnet.models import tiling
 from compressnet.models.arithmetic import Exact
 from compressnet.models.autoencoder import CompressNetModel
@@ -132,3 +132,17 @@ def test_refinement_refuses_an_image_too_large_before_encoding(spn_weights, monk
                                          r"images of up to 4,096 pixels"):
         codec.encode(img, refine=2)
     assert not called
+
+
+def test_tiles_encoded_side_by_side_give_the_same_latent():
+    """Several tiles at once, each on one thread: the same latent and switches as one at a
+    time, and the progress callback still counts the tiles in order."""
+    model = CompressNetModel(preset_config("swwae", "tiny"))
+    x = torch.rand(1, 3, 16 * 9, 16 * 7)
+    calls = []
+    with single_threaded(), torch.no_grad():
+        y1, s1 = tiling.encode_tiled(model, x, (0, 3), tile=2)
+        y3, s3 = tiling.encode_tiled(model, x, (0, 3), tile=2, workers=3,
+                                     on_tile=lambda done, total: calls.append((done, total)))
+    assert torch.equal(y1, y3) and all(torch.equal(s1[lv], s3[lv]) for lv in s1)
+    assert calls == [(i, 20) for i in range(1, 21)]

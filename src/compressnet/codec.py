@@ -172,8 +172,9 @@ class Codec:
         (SWWAE; else None), in tiles when the image is larger than one
         (:mod:`compressnet.models.tiling`)."""
         sent = self.cfg.switch_levels if self.cfg.transmits_switches else ()
+        workers = torch.get_num_threads()  # a tile per thread, each tile on one (the same latent)
         with single_threaded(), torch.no_grad():
-            y, given = encode_tiled(self.model, x, sent, self.tile, on_tile)
+            y, given = encode_tiled(self.model, x, sent, self.tile, on_tile, workers)
         return y, given or None
 
     def _colour_layer(self, pixels: np.ndarray, quality: int, colour: bool | None,

@@ -25,13 +25,14 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
 from typing import NamedTuple
 
 import torch
 from torch import Tensor
 
 from compressnet.models.arithmetic import Float32
-from compressnet.models.autoencoder import DOWNSAMPLING, CompressNetModel
+from compressnet.models.autoencoder import DOWNSAMPLING, CompressNetModel, EncoderOutput
 from compressnet.models.config import ModelConfig
 
 TILE = 48  # latent pixels a side: 768 image pixels, about 0.75 GB for the lite decoder's tile
@@ -107,26 +108,40 @@ def decode_tiles(model: CompressNetModel, y_hat: Tensor, switches: dict[int, Ten
 
 
 def encode_tiled(model: CompressNetModel, x: Tensor, switch_levels: tuple[int, ...] = (),
-                 tile: int = TILE, on_tile: Callable[[int, int], object] | None = None
-                 ) -> tuple[Tensor, dict[int, Tensor]]:
+                 tile: int = TILE, on_tile: Callable[[int, int], object] | None = None,
+                 workers: int = 1) -> tuple[Tensor, dict[int, Tensor]]:
     """The encoder's latent ``y`` (1, C, h, w) of a padded image ``x`` (1, 3, 16h, 16w), tile
     by tile (one tile when the image fits in one), and its switches at ``switch_levels``.
-    ``on_tile(done, total)`` is called after each tile."""
+    ``on_tile(done, total)`` is called after each tile, in the calling thread.
+
+    ``workers`` tiles are encoded at once, each in its own thread: run inside
+    :func:`compressnet.codec.single_threaded`, every tile's float32 sums still happen on one
+    thread, in one order, so the latent is the same for any number of workers.
+    """
     h, w = x.shape[-2] // DOWNSAMPLING, x.shape[-1] // DOWNSAMPLING
     y = x.new_empty(1, model.cfg.latent_channels, h, w)
     switches = {lv: torch.empty(1, model.cfg.enc_widths[lv], h * LEVEL_SCALE[lv], w * LEVEL_SCALE[lv],
                                 dtype=torch.int64) for lv in switch_levels}
     parts = tiles(h, w, encoder_halo(model.cfg), tile)
-    for done, t in enumerate(parts, 1):
-        enc = model.encoder(x[..., _at(t.window[0], DOWNSAMPLING), _at(t.window[1], DOWNSAMPLING)] - 0.5)
-        rows, cols = t.inner()
-        y[..., t.core[0], t.core[1]] = enc.y[..., rows, cols]
-        for lv, s in switches.items():
-            rows, cols = t.inner(LEVEL_SCALE[lv])
-            s[..., _at(t.core[0], LEVEL_SCALE[lv]), _at(t.core[1], LEVEL_SCALE[lv])] = \
-                enc.switches[lv][..., rows, cols]
-        if on_tile is not None:
-            on_tile(done, len(parts))
+
+    def encode(t: Tile) -> EncoderOutput:
+        with torch.no_grad():  # grad mode is per thread
+            return model.encoder(x[..., _at(t.window[0], DOWNSAMPLING), _at(t.window[1], DOWNSAMPLING)] - 0.5)
+
+    workers = max(1, min(workers, len(parts)))
+    with ThreadPoolExecutor(max_workers=workers) as pool:
+        # ``workers`` tiles at a time, so at most that many outputs wait in memory
+        done_parts = ((t, enc) for i in range(0, len(parts), workers)
+                      for t, enc in zip(parts[i:i + workers], pool.map(encode, parts[i:i + workers])))
+        for done, (t, enc) in enumerate(done_parts, 1):
+            rows, cols = t.inner()
+            y[..., t.core[0], t.core[1]] = enc.y[..., rows, cols]
+            for lv, s in switches.items():
+                rows, cols = t.inner(LEVEL_SCALE[lv])
+                s[..., _at(t.core[0], LEVEL_SCALE[lv]), _at(t.core[1], LEVEL_SCALE[lv])] = \
+                    enc.switches[lv][..., rows, cols]
+            if on_tile is not None:
+                on_tile(done, len(parts))
     return y, switches
 
 
