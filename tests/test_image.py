@@ -177,3 +177,15 @@ def test_a_fresh_process_reads_heic_and_jxl_without_setup(tmp_path):
                             capture_output=True, text=True, timeout=120)
     assert result.returncode == 0, result.stderr
     assert result.stdout.strip() == "(16, 24, 3) (16, 24, 3)"
+
+
+def test_the_api_takes_the_bytes_of_an_image_file(tmp_path):
+    from compressnet.image import as_rgb_array
+
+    pixels = photo(20, 30)
+    Image.fromarray(pixels).save(tmp_path / "a.png")
+    data = (tmp_path / "a.png").read_bytes()
+    for given in (data, bytearray(data), memoryview(data)):
+        np.testing.assert_array_equal(as_rgb_array(given), pixels)
+    with pytest.raises(ImageError, match="not an image"):
+        as_rgb_array(b"definitely not an image")

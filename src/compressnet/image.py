@@ -15,7 +15,7 @@ IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp", ".p
                   ".heic", ".heif", ".avif", ".jxl"}
 MAX_PIXELS = 64_000_000  # 8000 x 8000 (a 61-megapixel camera); tiles bound the networks' memory
 
-ImageLike = Image.Image | np.ndarray | torch.Tensor | str | Path
+ImageLike = Image.Image | np.ndarray | torch.Tensor | str | Path | bytes
 
 
 class ImageError(ValueError):
@@ -125,9 +125,12 @@ def _read(fp, name: str, max_pixels: int | None = None) -> np.ndarray:
 
 
 def as_rgb_array(image: ImageLike) -> np.ndarray:
-    """PIL image, array (HxW, HxWx1/3/4, uint8 or float in [0,1]), tensor (CxHxW) or path."""
+    """PIL image, array (HxW, HxWx1/3/4, uint8 or float in [0,1]), tensor (CxHxW), path, or
+    the bytes of an image file (an upload, a download: any format :func:`open_image` reads)."""
     if isinstance(image, (str, Path)):
         return open_image(image)
+    if isinstance(image, (bytes, bytearray, memoryview)):
+        return decode_image_bytes(bytes(image))
     if isinstance(image, Image.Image):
         return to_rgb_array(image)
     if isinstance(image, torch.Tensor):
