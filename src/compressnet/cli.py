@@ -418,7 +418,7 @@ def main(argv: list[str] | None = None) -> int:
     except BrokenPipeError:  # `compressnet models | head`: the reader left; not an error
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
         return 0
-    except (CodecError, ImageError, bitstream.BitstreamError, OSError, ValueError, KeyError) as exc:
+    except (*INPUT_ERRORS, KeyError) as exc:
         message = exc.args[0] if isinstance(exc, KeyError) and exc.args else str(exc)
         print(f"compressnet: error: {message}", file=sys.stderr)
         return 1
