@@ -365,3 +365,29 @@ def test_init_takes_the_files_architecture(photo_folder, tmp_path, weights_dir):
 def test_freezing_needs_a_trained_encoder(photo_folder, tmp_path):
     with pytest.raises(ValueError, match="--init"):
         train(_cfg(photo_folder, tmp_path / "x", 1, freeze_encoder=True), progress=False)
+
+
+def test_init_grows_the_files_decoder_behind_its_frozen_encoder(photo_folder, tmp_path, spn_weights):
+    """``--init W --preset-overrides '{"up_blocks": ...}'``: W's model with new decoder blocks
+    (the identity at first, so step 0 validates as W does), W's encoder and latent models kept
+    byte for byte; any other override is refused, since it could not start from W."""
+    from safetensors.numpy import load_file
+
+    out = tmp_path / "grown"
+    weights = train(_cfg(photo_folder, out, 2, init=str(spn_weights), freeze_encoder=True,
+                         preset_overrides={"up_blocks": [0, 1, 0, 0]}), progress=False)
+    grown = load(str(weights))
+    assert grown.cfg.up_blocks == (0, 1, 0, 0)
+    assert grown.cfg.res_blocks == load(str(spn_weights)).cfg.res_blocks
+    before, after = load_file(str(spn_weights)), load_file(str(weights))
+    assert any(k.startswith("decoder.ups.1.blocks.0.") for k in after)
+    for name in (k for k in before if k.startswith(("encoder.", "tables.", "context_net."))):
+        np.testing.assert_array_equal(after[name], before[name], err_msg=name)
+    plain = tmp_path / "plain"
+    train(_cfg(photo_folder, plain, 2, init=str(spn_weights), freeze_encoder=True), progress=False)
+    first = [next(r for r in map(json.loads, (d / "log.jsonl").read_text().splitlines()) if "val" in r)
+             for d in (out, plain)]
+    assert first[0]["val"] == first[1]["val"]  # identity blocks: the grown model starts as W
+    with pytest.raises(ValueError, match="only up_blocks, res_blocks can grow"):
+        train(_cfg(photo_folder, tmp_path / "wider", 1, init=str(spn_weights),
+                   preset_overrides={"res_width": 64}), progress=False)

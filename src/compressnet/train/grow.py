@@ -7,6 +7,11 @@ continues from there instead of from scratch::
     python -m compressnet.train.grow runs/x/slim.pt --set '{"up_blocks": [0, 2, 2, 2]}' -o grown.pt
     python -m compressnet.train runs/data --out runs/y --preset-overrides '{"up_blocks": [0, 2, 2, 2]}'
         # with runs/y/ckpt.pt = grown.pt: it resumes from the grown weights
+
+or from a weights file (a bundled model), fresh optimisers, its encoder frozen if asked::
+
+    compressnet train PHOTOS --out runs/g --init sae-spn-lite --freeze-encoder \
+        --preset-overrides '{"up_blocks": [1, 2, 2, 0]}'
 """
 
 from __future__ import annotations
@@ -19,7 +24,7 @@ from pathlib import Path
 import torch
 
 from compressnet.models.autoencoder import CompressNetModel
-from compressnet.models.config import TUPLE_FIELDS
+from compressnet.models.config import TUPLE_FIELDS, ModelConfig
 from compressnet.train.export import checkpoint_config, save_slim, shipped_weights
 
 GROWABLE = ("up_blocks", "res_blocks")
@@ -42,16 +47,21 @@ def grow_state(state: dict[str, torch.Tensor], model: CompressNetModel) -> dict[
     return new
 
 
+def grown_config(cfg: ModelConfig, changes: dict) -> ModelConfig:
+    """``cfg`` with ``changes`` to the fields in :data:`GROWABLE`; anything else is refused,
+    since only added blocks can start from a trained model."""
+    if not changes or set(changes) - set(GROWABLE):
+        raise ValueError(f"only {', '.join(GROWABLE)} can grow a trained model, got {sorted(changes)}")
+    return dataclasses.replace(cfg, **{k: tuple(v) if k in TUPLE_FIELDS else v for k, v in changes.items()})
+
+
 def grow_checkpoint(checkpoint: str | Path, output: str | Path, changes: dict) -> list[str]:
     """Write a checkpoint of the model grown by ``changes`` (fields in :data:`GROWABLE`),
     discriminator and step kept, optimisers dropped (a resume restarts them). Returns the
     names of the new tensors."""
-    if not changes or set(changes) - set(GROWABLE):
-        raise ValueError(f"only {GROWABLE} can grow, got {sorted(changes)}")
     ckpt = torch.load(checkpoint, map_location="cpu", weights_only=False)
     tc = dict(ckpt["train_config"])
-    cfg = dataclasses.replace(checkpoint_config(ckpt),
-                              **{k: tuple(v) if k in TUPLE_FIELDS else v for k, v in changes.items()})
+    cfg = grown_config(checkpoint_config(ckpt), changes)
     model = CompressNetModel(cfg)
     old_state = shipped_weights(ckpt)
     state = grow_state(old_state, model)

@@ -34,6 +34,7 @@ from compressnet.models.io import export_weights
 from compressnet.train import losses
 from compressnet.train.data import CropDataset, find_images
 from compressnet.train.export import LatentModels, latent_models_of, run_facts
+from compressnet.train.grow import grow_state, grown_config
 
 if TYPE_CHECKING:
     from compressnet.codec import Codec
@@ -80,7 +81,7 @@ class TrainConfig:
     colour_layer: bool = False  # score the output after the crop's colour layer, as files show it
     init: str | None = dataclasses.field(default=None, metadata={"help": (
         "start from a bundled model (name) or a weights file: its architecture and qualities, "
-        "fresh optimisers")})
+        "fresh optimisers; --preset-overrides may grow it (up_blocks, res_blocks)")})
     freeze_encoder: bool = dataclasses.field(default=False, metadata={"help": (
         "with --init: train the decoder side only; the init's entropy models and file format "
         "carry over")})
@@ -297,11 +298,13 @@ def train(cfg: TrainConfig, resume: bool = True, progress: bool = True) -> Path:
     torch.manual_seed(cfg.seed)
 
     start = _initial_weights(cfg)
-    model_cfg = start.cfg if start is not None else \
-        preset_config(cfg.arch, cfg.preset, **(cfg.preset_overrides or {}))
+    if start is None:
+        model_cfg = preset_config(cfg.arch, cfg.preset, **(cfg.preset_overrides or {}))
+    else:  # the file's model, grown by the overrides if any (new blocks start as the identity)
+        model_cfg = grown_config(start.cfg, cfg.preset_overrides) if cfg.preset_overrides else start.cfg
     model = CompressNetModel(model_cfg).to(device)
     if start is not None:
-        model.load_state_dict(start.model.state_dict())
+        model.load_state_dict(grow_state(start.model.state_dict(), model))
     latent_models = _frozen_latent_models(cfg, model, start)
     disc = PatchDiscriminator(cfg.disc_width,
                               model_cfg.latent_channels if cfg.disc_conditional else 0).to(device)
