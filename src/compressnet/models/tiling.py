@@ -130,18 +130,17 @@ def encode_tiled(model: CompressNetModel, x: Tensor, switch_levels: tuple[int, .
 
     workers = max(1, min(workers, len(parts)))
     with ThreadPoolExecutor(max_workers=workers) as pool:
-        # ``workers`` tiles at a time, so at most that many outputs wait in memory
-        done_parts = ((t, enc) for i in range(0, len(parts), workers)
-                      for t, enc in zip(parts[i:i + workers], pool.map(encode, parts[i:i + workers])))
-        for done, (t, enc) in enumerate(done_parts, 1):
-            rows, cols = t.inner()
-            y[..., t.core[0], t.core[1]] = enc.y[..., rows, cols]
-            for lv, s in switches.items():
-                rows, cols = t.inner(LEVEL_SCALE[lv])
-                s[..., _at(t.core[0], LEVEL_SCALE[lv]), _at(t.core[1], LEVEL_SCALE[lv])] = \
-                    enc.switches[lv][..., rows, cols]
-            if on_tile is not None:
-                on_tile(done, len(parts))
+        for start in range(0, len(parts), workers):  # at most ``workers`` outputs in memory
+            batch = parts[start:start + workers]
+            for done, (t, enc) in enumerate(zip(batch, pool.map(encode, batch)), start + 1):
+                rows, cols = t.inner()
+                y[..., t.core[0], t.core[1]] = enc.y[..., rows, cols]
+                for lv, s in switches.items():
+                    rows, cols = t.inner(LEVEL_SCALE[lv])
+                    s[..., _at(t.core[0], LEVEL_SCALE[lv]), _at(t.core[1], LEVEL_SCALE[lv])] = \
+                        enc.switches[lv][..., rows, cols]
+                if on_tile is not None:
+                    on_tile(done, len(parts))
     return y, switches
 
 
