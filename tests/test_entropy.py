@@ -165,3 +165,24 @@ def test_a_time_budgeted_fit_cuts_its_steps():
     assert steps == PLAN_AFTER
     _, steps = fit_context_net(maps, 5, steps=7, crop=8, batch=2, width=8, progress=False)
     assert steps == 7
+
+
+def test_a_time_budgeted_fit_that_slows_down_still_ends_at_its_deadline(monkeypatch):
+    """A plan made from the first steps' pace is not trusted to the end: on a clock where the
+    first 200 steps take 2 s and every later one 0.1 s, a 10-second fit (planned at 1,000 steps
+    from that first pace) stops at its deadline, 80 steps after the plan."""
+    from compressnet.entropy import fit
+
+    calls = iter(range(10**6))
+
+    def clock() -> float:
+        n = next(calls)  # call 0: the start; call 1: after step PLAN_AFTER; then one a step
+        return 0.0 if n == 0 else 2.0 + 0.1 * (n - 1)
+
+    monkeypatch.setattr(fit.time, "perf_counter", clock)
+    rng = np.random.default_rng(0)
+    maps = [rng.integers(0, 5, (3, 12, 12)) for _ in range(2)]
+    _, steps = fit.fit_context_net(maps, 5, steps=10**6, crop=8, batch=2, width=8,
+                                   progress=False, minutes=10 / 60)
+    assert fit.PLAN_AFTER == 200
+    assert steps == 280
