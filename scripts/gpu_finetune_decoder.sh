@@ -10,7 +10,14 @@
 # (the symbol maps of the full-size photos; the fit there reads them by the packed files' stems)
 # and the wheels of constriction and pytorch-msssim in .gpu/whl (see gpu_train.sh). Then here:
 #   python -m compressnet.train.export OUT/dec20.pt --latent-models OUT/ctx-b64.safetensors -o W
-# Options through the environment: BUDGET (minutes, 9), CTX_MIN (8), CTX_BATCHES ("16 64"), DEVICE.
+# Options through the environment: BUDGET (minutes, 9), CTX_MIN (8), CTX_BATCHES ("16 64"), DEVICE,
+# RUNS (as gpu_train.sh reads it; default: the two frozen-encoder runs below).
+# 2026-11-29's call (dec2, full2 and ms100 in the README's variants table; nothing shipped):
+#   F='--init sae-spn-lite --colour-layer --lr 1e-4 --warmup 100 --ckpt-every 500 --val-every 1000'
+#   RUNS="dec=sae-spn $F --freeze-encoder --msssim-weight 20; full=sae-spn $F --msssim-weight 20;
+#     ms100=sae-spn $F --freeze-encoder --msssim-weight 100" CTX_BATCHES=128 BUDGET=8.4 \
+#     CTX_MIN=7.8 bash scripts/gpu_finetune_decoder.sh
+# It took 598 of the lent machine's 600 seconds a call: keep BUDGET and CTX_MIN under 8.5.
 set -u
 OUT=${OUT:-out}; mkdir -p "$OUT" runs
 if ! python3 -c "import constriction, pytorch_msssim" 2>/dev/null; then
@@ -28,7 +35,7 @@ for b in ${CTX_BATCHES:-16 64}; do
 done
 INIT='--init sae-spn-lite --freeze-encoder --colour-layer --lr 1e-4 --warmup 100 --ckpt-every 500 --val-every 1000'
 DEVICE=$DEVICE STEPS=60000 GAN_START=0 BUDGET=${BUDGET:-9} \
-  RUNS="dec20=sae-spn $INIT --msssim-weight 20; dec50=sae-spn $INIT --msssim-weight 50" \
+  RUNS=${RUNS:-"dec20=sae-spn $INIT --msssim-weight 20; dec50=sae-spn $INIT --msssim-weight 50"} \
   bash scripts/gpu_train.sh
 wait
 for f in runs/ctx-*.out; do echo "== $f"; tr '\r' '\n' < "$f" | grep -v '^$' | tail -3; done | tee "$OUT/ctx.log"
