@@ -20,6 +20,7 @@ from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 
 import numpy as np
+import torch
 
 from compressnet import zoo
 from compressnet.codec import load
@@ -51,8 +52,11 @@ def main() -> int:
     codec = load(args.model)
     qualities = args.qualities or list(codec.qualities)
     files = list_images(args.kodak)
-    # spawn, not fork: a forked child of a process that has used torch's OpenMP pool can hang
-    with ProcessPoolExecutor(args.workers, mp_context=multiprocessing.get_context("spawn")) as pool:
+    # spawn, not fork: a forked child of a process that has used torch's OpenMP pool can hang;
+    # the cores shared out between the workers (a refinement uses every thread it is given)
+    with ProcessPoolExecutor(args.workers, mp_context=multiprocessing.get_context("spawn"),
+                             initializer=torch.set_num_threads,
+                             initargs=(max(1, (os.cpu_count() or 1) // args.workers),)) as pool:
         futures = [pool.submit(_rows, args.model, str(f), qualities, args.steps) for f in files]
         rows = [r for fut in futures for r in fut.result()]
     name = f"{codec.name}+refine{args.steps}"

@@ -26,6 +26,7 @@ from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 
 import numpy as np
+import torch
 
 from compressnet import zoo
 from compressnet.codec import load
@@ -77,8 +78,11 @@ def main() -> int:
     args = parser.parse_args()
     codec = load(args.model)
     files = list_images(args.kodak)
-    # spawn, not fork: a forked child of a process that has used torch's OpenMP pool can hang
-    with ProcessPoolExecutor(args.workers, mp_context=multiprocessing.get_context("spawn")) as pool:
+    # spawn, not fork: a forked child of a process that has used torch's OpenMP pool can hang;
+    # the cores shared out between the workers (a refinement uses every thread it is given)
+    with ProcessPoolExecutor(args.workers, mp_context=multiprocessing.get_context("spawn"),
+                             initializer=torch.set_num_threads,
+                             initargs=(max(1, (os.cpu_count() or 1) // args.workers),)) as pool:
         futures = [pool.submit(_rows, args.model, str(f), args.targets, args.refine) for f in files]
         rows = [r for fut in futures for r in fut.result()]
     name = codec.name + (f"+refine{args.refine}" if args.refine else "")

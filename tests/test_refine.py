@@ -180,6 +180,27 @@ def test_codec_refines_under_the_network_that_codes_its_file(spn_weights, monkey
     assert seen == [codec.context_net.net] * 2
 
 
+def test_refinement_runs_on_the_callers_threads(bundled, monkeypatch):
+    """The search is the slow part of a refined encode: it may use every thread it is given
+    (the encoder network before it still runs each tile on one)."""
+    import compressnet.codec as codec_module
+
+    seen = []
+
+    def recording(*args):
+        seen.append(torch.get_num_threads())
+        return refine_latent(*args)
+
+    monkeypatch.setattr(codec_module, "refine_latent", recording)
+    before = torch.get_num_threads()
+    try:
+        torch.set_num_threads(2)
+        bundled.encode(photo(32, 48, seed=1), 1, refine=1)
+    finally:
+        torch.set_num_threads(before)
+    assert seen == [2]
+
+
 def test_negative_refine_is_refused(bundled):
     with pytest.raises(CodecError, match="refine"):
         bundled.encode(photo(32, 32), refine=-1)
