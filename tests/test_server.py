@@ -15,6 +15,7 @@ from PIL import Image
 
 from compressnet.codec import load
 from compressnet.server.app import create_app
+from compressnet.server.service import compress_upload
 
 
 def png(h: int, w: int, seed: int = 0) -> bytes:
@@ -118,6 +119,42 @@ def test_target_bpp(client):
     r = client.post("/api/compress", files={"file": ("a.png", png(64, 96))},
                     data={"target_bpp": "5", "compare": "false"})
     assert r.status_code == 200 and r.json()["bpp"] <= 5
+
+
+def test_refined_compression_reports_its_steps_and_is_no_larger(client, spn_weights):
+    files = {"file": ("a.png", png(48, 64, seed=3))}
+    plain = client.post("/api/compress", files=files, data={"compare": "false", "quality": "2"})
+    r = client.post("/api/jobs/compress", files=files,
+                    data={"compare": "false", "quality": "2", "refine": "3"})
+    job_id, stages = r.json()["id"], set()
+    deadline = time.monotonic() + 60
+    while (job := client.get(f"/api/jobs/{job_id}").json())["state"] != "done":
+        assert job["state"] in ("queued", "running") and time.monotonic() < deadline
+        stages.add(job["stage"])
+        time.sleep(0.01)
+    refined = job["result"]
+    assert refined["refine"] == 3 and plain.json()["refine"] == 0
+    assert refined["bytes"] <= plain.json()["bytes"]
+    assert refined["cnet"] != plain.json()["cnet"]
+    codec = load(str(spn_weights))  # what the page offers for download decodes as shown
+    data = base64.b64decode(refined["cnet"])
+    assert data == codec.compress(photo(48, 64, seed=3), quality=2, refine=3)
+    assert stages <= ({"queued", "reading the image", f"compressing with {codec.name}", "decoding"}
+                      | {f"refining the latent: step {i} of 3" for i in range(1, 4)})
+    seen = []  # each step moves the job's bar, between compressing and decoding
+    compress_upload(codec, png(48, 64, seed=3), "a.png", 2, None, False, 10**6,
+                    lambda p, stage: seen.append((p, stage)), refine=3)
+    steps = [p for p, stage in seen if stage.startswith("refining")]
+    assert len(steps) == 3 and steps == sorted(steps) and 0.15 < steps[0] and steps[-1] <= 0.45
+
+
+def test_refine_out_of_range_is_refused(client):
+    from compressnet.server.app import MAX_REFINE
+
+    for steps in (-1, MAX_REFINE + 1):
+        r = client.post("/api/compress", files={"file": ("a.png", png(32, 32))},
+                        data={"refine": str(steps)})
+        assert r.status_code == 400 and "refine" in r.json()["detail"]
 
 
 def test_a_phone_photo_in_heic_is_accepted(client):

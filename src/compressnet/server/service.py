@@ -40,9 +40,10 @@ def _scores(original: np.ndarray, decoded: np.ndarray, size: int) -> dict:
 
 
 def compress_upload(codec: Codec, data: bytes, name: str, quality: int | None, target_bpp: float | None,
-                    compare: bool, max_pixels: int, progress: Callable[[float, str], None]) -> dict:
-    """Compress an uploaded image; with ``compare``, HEVC, AVIF and JPEG at the closest size not
-    above CompressNet's file."""
+                    compare: bool, max_pixels: int, progress: Callable[[float, str], None],
+                    refine: int = 0) -> dict:
+    """Compress an uploaded image (``refine`` steps of encoder-side search, 0 for none); with
+    ``compare``, HEVC, AVIF and JPEG at the closest size not above CompressNet's file."""
     progress(0.05, "reading the image")
     try:
         pixels = decode_image_bytes(data, name, max_pixels)
@@ -51,14 +52,22 @@ def compress_upload(codec: Codec, data: bytes, name: str, quality: int | None, t
         raise UploadError(str(exc), status) from None
     h, w = pixels.shape[:2]
     progress(0.15, f"compressing with {codec.name}")
+    done = 0
+
+    def on_step() -> None:  # the search's steps fill the bar up to decoding
+        nonlocal done
+        done += 1
+        progress(0.15 + 0.3 * done / refine, f"refining the latent: step {done} of {refine}")
+
     try:
-        result = codec.encode_to_target(pixels, target_bpp) if target_bpp else \
-            codec.encode(pixels, quality)
+        result = codec.encode_to_target(pixels, target_bpp, refine, on_step=on_step) if target_bpp \
+            else codec.encode(pixels, quality, refine, on_step=on_step)
     except CodecError as exc:
         raise UploadError(str(exc)) from None
     progress(0.45, "decoding")
     decoded = codec.decompress_array(result.data)
     out = {"name": name, "width": w, "height": h, "model": codec.name, "quality": result.quality,
+           "refine": refine,
            **_scores(pixels, decoded, len(result.data)),
            "cnet": base64.b64encode(result.data).decode(), "decoded": png_data_uri(decoded),
            "original": png_data_uri(pixels), "comparisons": []}
