@@ -87,5 +87,14 @@ def test_upload_a_kodak_crop_and_compare(server_url, tmp_path):
         assert shot.stat().st_size > 10_000
         if os.environ.get("COMPRESSNET_SCREENSHOTS"):
             shutil.copy(shot, Path(os.environ["COMPRESSNET_SCREENSHOTS"]) / "serve.png")
+        page.check("#refine-toggle")  # the same photo again, refined: named, and no larger
+        page.evaluate("document.querySelector('#summary').textContent = ''")
+        page.set_input_files("#file-input", [])
+        page.set_input_files("#file-input", str(sample))
+        page.wait_for_function("document.querySelector('#summary').textContent.includes('refined')",
+                               timeout=180_000)
+        refined = page.text_content("#summary")
+        assert "quality 1, refined 10 steps" in refined
+        assert int(refined.split(": ")[1].split(" bytes")[0].replace(",", "")) <= cnet_bytes
         assert errors == []
         browser.close()
