@@ -202,7 +202,7 @@ class Codec:
             return len(self._pack(a._replace(symbols=symbols[0].numpy()), quality, colour, block).data) \
                 <= budget
 
-        # On every thread the caller allows (1.6x faster on 2 cores than on one): unlike the
+        # On every thread the caller allows (1.7x faster on 2 cores than on one): unlike the
         # encoder's one pass, a search of many steps is worth the threads. Its file may then
         # differ with the thread count (none did on this project's machine); it decodes
         # bit-exactly whatever the threads, like every file.
