@@ -220,3 +220,13 @@ def test_one_bad_input_among_several_does_not_stop_the_others(tmp_path, spn_weig
     result = run("decompress", str(photos), "--model", str(spn_weights))
     assert result.returncode == 1 and (photos / "a.decoded.png").is_file()
     assert "c.cnet" in result.stderr and "1 of 2 inputs failed" in result.stderr
+
+
+def test_version(capsys):
+    import compressnet
+
+    with pytest.raises(SystemExit) as exit_:
+        cli.main(["--version"])
+    assert exit_.value.code == 0
+    out = capsys.readouterr().out
+    assert out.startswith(f"compressnet {compressnet.__version__} ") and "writes 7" in out

@@ -6,7 +6,7 @@
 >>> image = codec.decompress(data)                 # a PIL image
 """
 
-from compressnet.codec import Codec, CodecError, load
+from compressnet.codec import Codec, CodecError, load, preview_array
 
-__version__ = "0.7.2"
-__all__ = ["Codec", "CodecError", "load", "__version__"]
+__version__ = "0.7.3"
+__all__ = ["Codec", "CodecError", "load", "preview_array", "__version__"]

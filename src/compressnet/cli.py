@@ -16,8 +16,8 @@ from pathlib import Path
 import numpy as np
 from tqdm import tqdm
 
-from compressnet import bitstream, zoo
-from compressnet.codec import Codec, CodecError, load, load_for_header
+from compressnet import __version__, bitstream, zoo
+from compressnet.codec import Codec, CodecError, load, load_for_header, preview_array
 from compressnet.image import IMAGE_SUFFIXES, ImageError, open_image
 from compressnet.io_utils import image_bytes, output_format, write_atomic
 from compressnet.metrics import psnr
@@ -111,12 +111,21 @@ def _read_bitstream(path: str) -> bytes:
 
 def cmd_decompress(args: argparse.Namespace) -> int:
     inputs = _expand(args.inputs, {CNET_SUFFIX}, f"{CNET_SUFFIX} files")
+    kind = "preview" if args.preview else "decoded"
     outputs = _outputs(inputs, args.output, args.out_dir,
                        lambda p: (p.name[: -len(CNET_SUFFIX)] if p.name.endswith(CNET_SUFFIX)
-                                  else p.name) + f".decoded.{args.format}")
+                                  else p.name) + f".{kind}.{args.format}")
     for dst in outputs:
         output_format(dst)  # a name that no format fits fails before minutes of decoding
     codecs: dict[int, Codec] = {}
+
+    def preview_one(src: str, dst: Path) -> None:
+        try:
+            pixels = preview_array(_read_bitstream(src))
+        except bitstream.BitstreamError as exc:
+            raise CodecError(f"{src}: {exc}") from None
+        write_atomic(dst, image_bytes(pixels, dst), force=args.force)
+        print(f"{src} -> {dst}: {pixels.shape[1]}x{pixels.shape[0]} colour blocks")
 
     def decompress_one(src: str, dst: Path) -> None:
         data = _read_bitstream(src)
@@ -135,7 +144,7 @@ def cmd_decompress(args: argparse.Namespace) -> int:
         write_atomic(dst, image_bytes(pixels, dst), force=args.force)
         print(f"{src} -> {dst}: {header.width}x{header.height}")
 
-    return _each_input(inputs, outputs, decompress_one)
+    return _each_input(inputs, outputs, preview_one if args.preview else decompress_one)
 
 
 def cmd_info(args: argparse.Namespace) -> int:
@@ -293,6 +302,10 @@ def build_parser() -> argparse.ArgumentParser:
         "Generative image compression at 0.02-0.15 bits per pixel (CompressNet, Raman et al., "
         "WACV 2020): .cnet files from photos and back, evaluation against classical codecs, "
         "training. Start with: compressnet demo"))
+    versions = bitstream.SUPPORTED_VERSIONS
+    parser.add_argument("--version", action="version", version=(
+        f"compressnet {__version__} (.cnet {min(versions)}-{max(versions)}, "
+        f"writes {bitstream.FORMAT_VERSION})"))
     sub = parser.add_subparsers(dest="command", required=True)
 
     p = sub.add_parser("compress", help="images -> .cnet files")
@@ -328,6 +341,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--format", default="png", choices=["png", "webp", "jpg", "tif"],
                    help="format of the outputs named for you (NAME.decoded.FORMAT); default png")
     p.add_argument("--model", help="weights file, for files written with a user's model")
+    p.add_argument("--preview", action="store_true",
+                   help="write only the file's coarse colours, one pixel per colour block "
+                        "(NAME.preview.FORMAT): instant, no network run")
     p.add_argument("--force", action="store_true", help="overwrite existing outputs")
     p.set_defaults(func=cmd_decompress)
 

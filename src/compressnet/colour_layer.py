@@ -113,6 +113,12 @@ def apply(decoded: np.ndarray, layer: ColourLayer) -> np.ndarray:
     return out
 
 
+def block_colours(layer: ColourLayer) -> np.ndarray:
+    """The layer as a small image, one pixel per block ((gh, gw, 3) uint8): the photo's coarse
+    colours, a placeholder to show while the networks decode."""
+    return np.clip(layer.means * layer.step, 0, 255).astype(np.uint8)
+
+
 def block_for_share(share: float) -> int:
     """The block size paired with sending ``share`` of the latent channels: finer as more
     channels are sent. Chosen on Kodak with sae-spn-lite (every pairing of its 6 channel

@@ -131,6 +131,22 @@ def _decode_row(dec, probs: np.ndarray, out: np.ndarray, ch: int, i: int, scheme
     out[ch, i] = padded[offset:]
 
 
+def _range_decoder(payload: bytes) -> constriction.stream.queue.RangeDecoder:
+    if len(payload) % 4:
+        raise CodingError("payload length is not a whole number of 32-bit words")
+    return constriction.stream.queue.RangeDecoder(np.frombuffer(payload, dtype="<u4").astype(np.uint32))
+
+
+def decode_colour_layer(payload: bytes, size: tuple[int, int]) -> colour_layer.ColourLayer:
+    """Only the colour layer that starts a stream (format versions 5 to 7) of an image of
+    ``size`` (height, width): no latent, so no tables, network or weights are needed."""
+    dec = _range_decoder(payload)
+    try:
+        return colour_layer.decode_from(dec, *size)
+    except (ValueError, RuntimeError, AssertionError) as exc:
+        raise CodingError(f"payload does not decode ({exc})") from None
+
+
 def decode(payload: bytes, tables: np.ndarray, shape: tuple[int, int, int],
            switch_shapes: list[tuple[int, int, int]] = (),
            switch_tables: list[np.ndarray] = (), scheme: int = 1,
@@ -138,17 +154,14 @@ def decode(payload: bytes, tables: np.ndarray, shape: tuple[int, int, int],
            net: ExactContextNet | None = None) -> Decoded:
     """Inverse of :func:`encode`; ``shape`` is (k, h, w) of the latent, ``colour_size`` the
     image's (height, width) when the stream starts with a colour layer."""
-    if len(payload) % 4:
-        raise CodingError("payload length is not a whole number of 32-bit words")
     if scheme == 3 and net is None:
         raise ValueError("context scheme 3 needs the weights' context network")
     if scheme == 3 and tables is None and not all(net.codes(c) for c in range(shape[0])):
         raise ValueError("the context network leaves channels to counted tables, which are missing")
-    words = np.frombuffer(payload, dtype="<u4").astype(np.uint32)
     levels = net.levels if scheme == 3 else tables.shape[-1]
     k, h, w = shape
     try:
-        dec = constriction.stream.queue.RangeDecoder(words)
+        dec = _range_decoder(payload)
         colour = colour_layer.decode_from(dec, *colour_size) if colour_size else None
         out = np.empty((k, h, w), dtype=np.int64)
         for ch in range(k):
