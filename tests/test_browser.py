@@ -13,6 +13,8 @@ from pathlib import Path
 
 import pytest
 
+import compressnet
+
 CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
 FLAGS = ["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run", "--disable-sync",
          "--disable-background-networking", "--disable-component-update"]
@@ -96,5 +98,11 @@ def test_upload_a_kodak_crop_and_compare(server_url, tmp_path):
         refined = page.text_content("#summary")
         assert "quality 1, refined 10 steps" in refined
         assert int(refined.split(": ")[1].split(" bytes")[0].replace(",", "")) <= cnet_bytes
+        cnet = tmp_path / "sample.cnet"  # a .cnet file dropped on the page: preview, then decoded
+        cnet.write_bytes(compressnet.load().compress(str(sample), quality=1))
+        page.set_input_files("#file-input", str(cnet))
+        page.wait_for_function("document.querySelector('#info').textContent.includes('format v7')",
+                               timeout=120_000)
+        assert page.eval_on_selector("#img-cnet", "img => img.complete && img.naturalWidth") == 512
         assert errors == []
         browser.close()

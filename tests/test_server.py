@@ -13,7 +13,7 @@ from conftest import photo
 from fastapi.testclient import TestClient
 from PIL import Image
 
-from compressnet.codec import load
+from compressnet.codec import load, preview_array
 from compressnet.server.app import create_app
 from compressnet.server.service import compress_upload
 
@@ -155,6 +155,24 @@ def test_refine_out_of_range_is_refused(client):
         r = client.post("/api/compress", files={"file": ("a.png", png(32, 32))},
                         data={"refine": str(steps)})
         assert r.status_code == 400 and "refine" in r.json()["detail"]
+
+
+def test_preview_of_a_cnet_file(client, spn_weights):
+    codec = load(str(spn_weights))
+    data = codec.compress(photo(64, 96, seed=5), 1)
+    r = client.post("/api/preview", files={"file": ("a.cnet", data)})
+    assert r.status_code == 200
+    body = r.json()
+    assert (body["width"], body["height"]) == (96, 64)
+    png_bytes = base64.b64decode(body["preview"].split(",", 1)[1])
+    shown = np.asarray(Image.open(io.BytesIO(png_bytes)))
+    np.testing.assert_array_equal(shown, preview_array(data))
+    assert body["blocks"] == [shown.shape[1], shown.shape[0]]
+    plain = codec.compress(photo(64, 96, seed=5), 1, colour=False)
+    r = client.post("/api/preview", files={"file": ("b.cnet", plain)})
+    assert r.status_code == 400 and "no colour layer" in r.json()["detail"]
+    r = client.post("/api/preview", files={"file": ("c.cnet", b"CN\x07junk")})
+    assert r.status_code == 400
 
 
 def test_a_phone_photo_in_heic_is_accepted(client):

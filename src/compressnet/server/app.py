@@ -15,7 +15,7 @@ from compressnet.codec import Codec, load
 from compressnet.image import MAX_PIXELS
 from compressnet.server import DEFAULT_MAX_PIXELS, DEFAULT_MAX_UPLOAD
 from compressnet.server.jobs import JobRunner
-from compressnet.server.service import UploadError, compress_upload, decompress_upload
+from compressnet.server.service import UploadError, compress_upload, decompress_upload, preview_upload
 
 MAX_REFINE = 40  # steps a request may ask for (40: about a minute for a 768x512 photo here)
 
@@ -121,6 +121,15 @@ def create_app(model: str = zoo.DEFAULT_MODEL, max_upload: int = DEFAULT_MAX_UPL
     async def decompress(request: Request, file: Upload) -> dict:
         data = await read_upload(request, file)
         job = runner.submit(lambda progress: decompress_upload(data, codec, decoders), _error)
+        await asyncio.wrap_future(job.future)
+        if job.state == "failed":
+            raise HTTPException(job.status_code, job.error)
+        return job.result
+
+    @app.post("/api/preview", summary="The coarse colours a .cnet file starts with, without decoding it")
+    async def preview(request: Request, file: Upload) -> dict:
+        data = await read_upload(request, file)
+        job = runner.submit(lambda progress: preview_upload(data), _error)
         await asyncio.wrap_future(job.future)
         if job.state == "failed":
             raise HTTPException(job.status_code, job.error)

@@ -10,7 +10,7 @@ import numpy as np
 from PIL import Image
 
 from compressnet import bitstream
-from compressnet.codec import Codec, CodecError, load_for_header
+from compressnet.codec import Codec, CodecError, load_for_header, preview_array
 from compressnet.evaluate import classical
 from compressnet.image import ImageError, decode_image_bytes
 from compressnet.metrics import ms_ssim, psnr
@@ -83,6 +83,17 @@ def compress_upload(codec: Codec, data: bytes, name: str, quality: int | None, t
                                        **_scores(pixels, decoded_c, len(match.data)),
                                        "image": png_data_uri(decoded_c)})
     return out
+
+
+def preview_upload(data: bytes) -> dict:
+    """The coarse colours an uploaded ``.cnet`` file starts with (no network run)."""
+    try:
+        header, _ = bitstream.unpack(data)
+        pixels = preview_array(data)
+    except bitstream.BitstreamError as exc:
+        raise UploadError(str(exc)) from None
+    return {"width": header.width, "height": header.height, "blocks": [pixels.shape[1], pixels.shape[0]],
+            "preview": png_data_uri(pixels)}
 
 
 def decompress_upload(data: bytes, default: Codec, codecs: dict[int, Codec]) -> dict:
