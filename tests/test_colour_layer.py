@@ -36,6 +36,33 @@ def test_layers_code_losslessly(shape, block, step):
     np.testing.assert_array_equal(back.means, layer.means)
 
 
+def _med_reference(residuals: np.ndarray, start: int) -> np.ndarray:
+    """Value by value, as JPEG-LS states it: the median edge detector's prediction plus the
+    residual (the first row from the left, the first column from above)."""
+    comp = np.zeros_like(residuals)
+    for i in range(residuals.shape[0]):
+        for j in range(residuals.shape[1]):
+            if i == 0:
+                pred = comp[0, j - 1] if j else start
+            elif j == 0:
+                pred = comp[i - 1, 0]
+            else:
+                left, above, corner = comp[i, j - 1], comp[i - 1, j], comp[i - 1, j - 1]
+                pred = (min(left, above) if corner >= max(left, above) else
+                        max(left, above) if corner <= min(left, above) else left + above - corner)
+            comp[i, j] = residuals[i, j] + pred
+    return comp
+
+
+@pytest.mark.parametrize("shape", [(1, 1), (1, 9), (7, 1), (5, 8), (13, 6), (31, 31)])
+def test_reconstruction_by_anti_diagonals_is_the_med_value_by_value(shape):
+    rng = np.random.default_rng(shape[0] * 100 + shape[1])
+    comp = np.cumsum(rng.integers(-6, 7, shape), axis=1) + rng.integers(-20, 21, shape)
+    residuals = cl._residuals(comp, 11)
+    np.testing.assert_array_equal(_med_reference(residuals, 11), comp)
+    np.testing.assert_array_equal(cl._reconstruct(residuals, 11), comp)
+
+
 def test_means_are_rounded_block_means():
     arr = np.zeros((40, 24, 3), dtype=np.uint8)
     arr[:32, :16] = (10, 100, 250)
