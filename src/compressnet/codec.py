@@ -354,9 +354,7 @@ class Codec:
         is called after each tile of the decoder network (a progress bar's hook)."""
         header, payload = bitstream.unpack(data)
         self.check_header(header)
-        if header.height * header.width > MAX_PIXELS:
-            raise bitstream.BitstreamError(f"file declares {header.width}x{header.height}, above the "
-                                           f"limit of {MAX_PIXELS:,} pixels")
+        _check_declared_size(header)
         keep = self.cfg.qualities[header.quality - 1]
         hp, wp = math.ceil(header.height / DOWNSAMPLING), math.ceil(header.width / DOWNSAMPLING)
         shapes = self._switch_shapes(hp, wp)
@@ -468,6 +466,14 @@ def load_for_header(data: bytes, model_path: str | None = None) -> Codec:
     return load(entry.name)
 
 
+def _check_declared_size(header: bitstream.Header) -> None:
+    """Refuse a header declaring more pixels than any image the codec takes, before any
+    allocation sized by it (a corrupted or hostile file)."""
+    if header.height * header.width > MAX_PIXELS:
+        raise bitstream.BitstreamError(f"file declares {header.width}x{header.height}, above the "
+                                       f"limit of {MAX_PIXELS:,} pixels")
+
+
 def preview_array(data: bytes) -> np.ndarray:
     """The coarse colours a ``.cnet`` file starts with, one pixel per colour block ((gh, gw, 3)
     uint8; 16 to 64 pixels a block by quality), read without running a network or loading
@@ -479,9 +485,7 @@ def preview_array(data: bytes) -> np.ndarray:
         raise bitstream.BitstreamError(
             f"format version {header.version} ({bitstream.describe(header.version)}) has no "
             "colour layer to preview")
-    if header.height * header.width > MAX_PIXELS:
-        raise bitstream.BitstreamError(f"file declares {header.width}x{header.height}, above the "
-                                       f"limit of {MAX_PIXELS:,} pixels")
+    _check_declared_size(header)
     try:
         layer = coder.decode_colour_layer(payload, (header.height, header.width))
     except coder.CodingError as exc:

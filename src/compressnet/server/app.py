@@ -14,7 +14,7 @@ from compressnet import zoo
 from compressnet.codec import Codec, load
 from compressnet.image import MAX_PIXELS
 from compressnet.server import DEFAULT_MAX_PIXELS, DEFAULT_MAX_UPLOAD
-from compressnet.server.jobs import JobRunner
+from compressnet.server.jobs import Job, JobRunner
 from compressnet.server.service import UploadError, compress_upload, decompress_upload, preview_upload
 
 MAX_REFINE = 40  # steps a request may ask for (40: about a minute for a 768x512 photo here)
@@ -77,6 +77,13 @@ def create_app(model: str = zoo.DEFAULT_MODEL, max_upload: int = DEFAULT_MAX_UPL
             codec, request_data, name, quality, target_bpp, compare, max_pixels, progress, refine),
             _error)
 
+    async def finished(job: Job) -> dict:
+        """A job's result once the pool has run it, or its error as the HTTP answer."""
+        await asyncio.wrap_future(job.future)
+        if job.state == "failed":
+            raise HTTPException(job.status_code, job.error)
+        return job.result
+
     @app.get("/", response_class=HTMLResponse, include_in_schema=False)
     def index() -> str:
         return (resources.files("compressnet.server") / "static" / "index.html").read_text()
@@ -93,11 +100,8 @@ def create_app(model: str = zoo.DEFAULT_MODEL, max_upload: int = DEFAULT_MAX_UPL
     async def compress(request: Request, file: Upload, quality: OptInt = None, target_bpp: OptFloat = None,
                        compare: Flag = True, refine: Refine = 0) -> dict:
         data = await read_upload(request, file)
-        job = compress_job(data, file.filename or "upload", quality, target_bpp, compare, refine)
-        await asyncio.wrap_future(job.future)
-        if job.state == "failed":
-            raise HTTPException(job.status_code, job.error)
-        return job.result
+        return await finished(compress_job(data, file.filename or "upload", quality, target_bpp,
+                                           compare, refine))
 
     @app.post("/api/jobs/compress", status_code=202, summary="Start a compression; poll its progress")
     async def compress_async(request: Request, file: Upload, quality: OptInt = None,
@@ -120,20 +124,13 @@ def create_app(model: str = zoo.DEFAULT_MODEL, max_upload: int = DEFAULT_MAX_UPL
     @app.post("/api/decompress", summary="Decode a .cnet file")
     async def decompress(request: Request, file: Upload) -> dict:
         data = await read_upload(request, file)
-        job = runner.submit(lambda progress: decompress_upload(data, codec, decoders), _error)
-        await asyncio.wrap_future(job.future)
-        if job.state == "failed":
-            raise HTTPException(job.status_code, job.error)
-        return job.result
+        return await finished(runner.submit(lambda progress: decompress_upload(data, codec, decoders),
+                                            _error))
 
     @app.post("/api/preview", summary="The coarse colours a .cnet file starts with, without decoding it")
     async def preview(request: Request, file: Upload) -> dict:
         data = await read_upload(request, file)
-        job = runner.submit(lambda progress: preview_upload(data), _error)
-        await asyncio.wrap_future(job.future)
-        if job.state == "failed":
-            raise HTTPException(job.status_code, job.error)
-        return job.result
+        return await finished(runner.submit(lambda progress: preview_upload(data), _error))
 
     @app.exception_handler(HTTPException)
     async def http_error(request: Request, exc: HTTPException) -> JSONResponse:
