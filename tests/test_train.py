@@ -84,11 +84,11 @@ def test_torchrun_two_cpu_ranks_end_with_identical_weights(photo_folder, tmp_pat
 def test_every_loss_option_trains(photo_folder, tmp_path):
     import torch
 
-    from compressnet.evaluate import perceptual
+    from compressnet.perceptual import alexnet_features
 
     torch.manual_seed(0)
     backbone = tmp_path / "alexnet.pth"
-    torch.save({f"features.{k}": v for k, v in perceptual._alexnet_features().state_dict().items()}, backbone)
+    torch.save({f"features.{k}": v for k, v in alexnet_features().state_dict().items()}, backbone)
     cfg = _cfg(photo_folder, tmp_path / "all", 3, msssim_weight=1.0, gan_loss="hinge",
                disc_conditional=True, perceptual_backbone=str(backbone), perceptual_weight=0.5,
                target_bpp=0.01)

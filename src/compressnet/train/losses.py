@@ -78,9 +78,10 @@ class FeatureLoss(torch.nn.Module):
 
     def __init__(self, backbone_path: str) -> None:
         super().__init__()
-        from compressnet.evaluate.perceptual import load_backbone
+        from compressnet.perceptual import backbone, backbone_kind
 
-        kind, features = load_backbone(backbone_path)
+        kind = backbone_kind(backbone_path)
+        features = backbone(kind, backbone_path)
         cut = 8 if kind == "alex" else 16  # through AlexNet's conv3 + ReLU, VGG16's relu3_3
         self.features = features[:cut]
         self.register_buffer("mean", self.MEAN)
