@@ -9,9 +9,11 @@ older versions come out byte for byte as they were, and only the new versions' a
 
     python scripts/make_golden_files.py --force
 
-Versions 7 and 8 come from the bundled weights; 6 and 4 from the same weights without their
-context network (``context_net.*``), as 0.2.0 to 0.4.0 wrote them. Versions 1 and 2 are no
-longer written. Their payloads are those of versions 3 and 4 (the same
+Version 9's file is also decoded at realism 0.5 and 1 with the bundled realism decoder
+(``-v9-realism*.png``). Versions 9 and 8 come from the bundled weights (7 is 9's payload under
+a version 7 header, as this release's encoder wrote them before version 9); 6 and 4 from the same
+weights without their context network (``context_net.*``), as 0.2.0 to 0.4.0 wrote them.
+Versions 1 and 2 are no longer written. Their payloads are those of versions 3 and 4 (the same
 context tables; 1 and 2 decode them in float32), so their files are those payloads under
 version 1 and 2 headers; version 1's payload comes from the weights without counted tables,
 as such files did.
@@ -36,6 +38,7 @@ from compressnet.models.io import FORMAT2_ONLY, copy_without
 ROOT = Path(__file__).resolve().parents[1]
 SAMPLE = Path(str(resources.files("compressnet") / "samples" / "kodim23.png"))
 QUALITY = 4
+REALISM_GOLDEN = (0.5, 1.0)  # the realism decoder's golden pixels (a blend and the end)
 
 
 def _relabel(data: bytes, **fields: int) -> bytes:
@@ -48,7 +51,8 @@ def golden_files() -> dict[int, bytes]:
     codec = compressnet.load()
     pixels = open_image(SAMPLE)
     corner, middle = pixels[:128, :192], pixels[200:320, 300:500]  # 6: sides off the blocks
-    files = {7: codec.compress(middle, QUALITY), 8: codec.compress(corner, QUALITY, colour=False)}
+    files = {9: codec.compress(middle, QUALITY), 8: codec.compress(corner, QUALITY, colour=False)}
+    files[7] = _relabel(files[9], version=7)  # the same payload, the bilinear colour correction
     with tempfile.TemporaryDirectory() as tmp:
         entry = zoo.lookup(zoo.DEFAULT_MODEL)
         bundled = zoo.bundled_path(entry)
@@ -76,10 +80,16 @@ def main() -> None:
         stem = args.out / f"{name}-v{version}"
         if stem.with_suffix(".cnet").exists() and not args.force:
             raise SystemExit(f"{stem}.cnet exists: pass --force to replace it")
-        decoded = load_for_header(data).decompress_array(data)
+        codec = load_for_header(data)
+        decoded = codec.decompress_array(data)
         stem.with_suffix(".cnet").write_bytes(data)
         Image.fromarray(decoded).save(stem.with_suffix(".png"))
         print(f"wrote {stem}.cnet ({len(data)} bytes) and .png")
+        if version == 9 and codec.realism:  # the realism decoder's pixels of the same file
+            for realism in REALISM_GOLDEN:
+                out = args.out / f"{name}-v{version}-realism{realism:g}.png"
+                Image.fromarray(codec.decompress_array(data, realism=realism)).save(out)
+                print(f"wrote {out}")
 
 
 if __name__ == "__main__":

@@ -19,7 +19,7 @@ ARCHS = ("sae", "swwae", "sae-spn")
 def make_weights(tmp_path: Path, arch: str, seed: int = 0, counted: bool = False,
                  net: bool = False, **overrides) -> Path:
     """Random tiny weights; ``counted`` adds scheme-2 tables counted on a few photos (format
-    version 6), ``net`` a briefly fitted context network too (format 7, as the bundled default)."""
+    version 6), ``net`` a briefly fitted context network too (format 9, as the bundled default)."""
     torch.manual_seed(seed)
     model = CompressNetModel(preset_config(arch, "tiny", **overrides))
     with torch.no_grad():  # skewed tables, so the coder has something to exploit
@@ -60,7 +60,7 @@ def tiny_codec(request, weights_dir) -> Codec:
 
 @pytest.fixture(scope="session")
 def spn_weights(weights_dir) -> Path:
-    """A tiny SAE-SPN that writes format version 7, like the bundled default."""
+    """A tiny SAE-SPN that writes format version 9, like the bundled default."""
     return make_weights(weights_dir, "sae-spn", seed=1, net=True)
 
 

@@ -26,7 +26,7 @@ def test_pack_unpack_round_trip():
     (b"PNG\x00\x00\x00\x00\x00\x00\x00", "magic"),
     (b"C", "truncated"),
     (b"CN\x01\x01", "truncated"),
-    (b"CN\x09\x01\x00\x00\x01\x00\x00\x00\x00\x00\x00", "version 9"),
+    (b"CN\x0a\x01\x00\x00\x01\x00\x00\x00\x00\x00\x00", "version 10"),
     (b"CN\xff\x01\x00\x00\x01\x00\x00\x00\x00\x00\x00", "version 255"),
 ])
 def test_bad_headers(data, message):

@@ -101,7 +101,7 @@ def test_upload_a_kodak_crop_and_compare(server_url, tmp_path):
         cnet = tmp_path / "sample.cnet"  # a .cnet file dropped on the page: preview, then decoded
         cnet.write_bytes(compressnet.load().compress(str(sample), quality=1))
         page.set_input_files("#file-input", str(cnet))
-        page.wait_for_function("document.querySelector('#info').textContent.includes('format v7')",
+        page.wait_for_function("document.querySelector('#info').textContent.includes('format v9')",
                                timeout=120_000)
         assert page.eval_on_selector("#img-cnet", "img => img.complete && img.naturalWidth") == 512
         assert errors == []

@@ -43,13 +43,13 @@ def test_bundled_sae_and_swwae_round_trip(name):
 
 @pytest.mark.parametrize("name", ["sae", "swwae"])
 def test_bundled_sae_and_swwae_read_the_files_they_wrote_before_their_network(name, tmp_path):
-    """Since 0.6.0 SAE and SWWAE carry a context network and write format 7; the format-6 files
-    that the same weights wrote without it (0.5.0) decode to the same pixels."""
+    """Since 0.6.0 SAE and SWWAE carry a context network and write format 7 (9 since 0.8.0); the
+    format-6 files that the same weights wrote without it (0.5.0) decode to the same pixels."""
     from compressnet.entropy.context_net import PREFIX
     from compressnet.models.io import copy_without
 
     codec = compressnet.load(name)
-    assert codec.format_version == 7
+    assert codec.format_version == 9
     entry = zoo.lookup(name)
     before = load(str(copy_without(zoo.bundled_path(entry), tmp_path / "w.safetensors", (), PREFIX)))
     crop = open_image(SAMPLE)[:48, :80]
@@ -57,9 +57,10 @@ def test_bundled_sae_and_swwae_read_the_files_they_wrote_before_their_network(na
     old = bitstream.pack(header._replace(model_id=entry.model_id), payload)
     assert header.version == 6
     new = codec.compress(crop, quality=1)
-    assert bitstream.unpack(new)[0].version == 7
+    assert bitstream.unpack(new)[0].version == 9
     np.testing.assert_array_equal(codec.decompress_array(old), before.decompress_array(old))
-    np.testing.assert_array_equal(codec.decompress_array(new), before.decompress_array(old))
+    as7 = bitstream.pack(bitstream.unpack(new)[0]._replace(version=7), bitstream.unpack(new)[1])
+    np.testing.assert_array_equal(codec.decompress_array(as7), before.decompress_array(old))
 
 
 def golden(version: int) -> tuple[bytes, np.ndarray]:
@@ -114,14 +115,14 @@ def test_float_formats_still_decode(version):
     header, _ = bitstream.unpack(data)
     assert (header.version, header.quality, header.height, header.width) == (version, 4, 128, 192)
     codec = load_for_header(data)
-    assert codec.format_version == 7  # the bundled default writes format 7 and reads all
+    assert codec.format_version == 9  # the bundled default writes format 9 and reads all
     decoded = codec.decompress_array(data)
     # the same latent symbols; float32 sums may differ in a last bit on other CPUs
     diff = np.abs(decoded.astype(int) - expected.astype(int))
     assert diff.max() <= 1 and (diff == 0).mean() > 0.99
 
 
-@pytest.mark.parametrize("version", [4, 6, 7, 8])
+@pytest.mark.parametrize("version", [4, 6, 7, 8, 9])
 def test_exact_formats_decode_to_the_same_pixels_on_every_machine(version):
     """Formats 4, 6, 7 and 8 (exact arithmetic; 6 and 7 add the colour layer, 7 and 8 code the
     latent with the context network) must decode to these pixels bit for bit. Other machines are
@@ -139,6 +140,10 @@ def test_exact_formats_decode_to_the_same_pixels_on_every_machine(version):
         older = golden(version - 1 if version == 7 else 4)
         assert len(data) < len(older[0])
         np.testing.assert_array_equal(expected, older[1])
+    if version == 9:  # 7's payload, its colour correction along the decoded image's edges
+        seven = golden(7)
+        assert bitstream.unpack(data)[1] == bitstream.unpack(seven[0])[1]
+        assert not np.array_equal(expected, seven[1])
     np.testing.assert_array_equal(load_for_header(data).decompress_array(data), expected)
     script = ("import sys, numpy, torch, compressnet; torch.set_num_threads(int(sys.argv[1])); "
               "data = open(sys.argv[2], 'rb').read(); "
@@ -150,7 +155,7 @@ def test_exact_formats_decode_to_the_same_pixels_on_every_machine(version):
         assert bytes.fromhex(out) == expected.tobytes(), env
 
 
-@pytest.mark.parametrize("version", [4, 7])
+@pytest.mark.parametrize("version", [4, 7, 9])
 def test_exact_formats_decode_to_the_same_pixels_in_tiles(version):
     """Large images decode in tiles (:mod:`compressnet.models.tiling`); tiles of 2 latent pixels
     (28 for this crop) must give the golden pixels of the whole image, bit for bit."""
@@ -186,8 +191,10 @@ def test_default_model_reconstructs_the_sample_recognisably():
 def test_demo_and_models_commands(tmp_path, capsys):
     assert cli.main(["demo", "--out-dir", str(tmp_path)]) == 0
     out = capsys.readouterr().out
-    assert re.search(r"\d+ bytes, 0\.\d+ bpp .* PSNR \d+\.\d+ dB", out)
+    assert re.search(r"\d+ bytes, 0\.\d+ bpp .*\n  decoded with realism 0 -> .*: PSNR \d+\.\d+ dB", out)
     assert (tmp_path / "kodim23.cnet").is_file() and (tmp_path / "kodim23.decoded.png").is_file()
+    if compressnet.load().default_realism:  # the faithful decoding beside it
+        assert "decoded with realism 1 ->" in out and (tmp_path / "kodim23.faithful.png").is_file()
     assert cli.main(["demo", "--out-dir", str(tmp_path)]) == 1  # no silent overwrite
     assert cli.main(["models"]) == 0
     assert "sae-spn-lite" in capsys.readouterr().out
@@ -199,3 +206,44 @@ def test_readme_test_command_is_what_ci_runs():
     assert len(commands) >= 2
     assert "compressnet demo" in commands[0]
     assert commands[1].strip() in (ROOT / ".ci" / "run").read_text()
+
+
+@pytest.mark.parametrize("realism", [0.5, 1.0])
+def test_realism_decoder_decodes_to_the_same_pixels_on_every_machine(realism):
+    """The bundled realism decoder (and a blend) in the exact arithmetic: its golden pixels under
+    1 and 2 threads, oneDNN's SSE4.1 kernels and ATen's scalar code, and in tiles; realism 0 is
+    the faithful decoder's golden file."""
+    data, faithful = golden(9)
+    path = ROOT / "tests" / "data" / f"sae-spn-lite-v9-realism{realism:g}.png"
+    expected = open_image(path)
+    codec = load_for_header(data)
+    np.testing.assert_array_equal(codec.decompress_array(data, realism=0), faithful)
+    np.testing.assert_array_equal(codec.decompress_array(data, realism=realism), expected)
+    assert not np.array_equal(expected, faithful)
+    codec.tile = 2
+    np.testing.assert_array_equal(codec.decompress_array(data, realism=realism), expected)
+    script = ("import sys, torch, compressnet; torch.set_num_threads(int(sys.argv[1])); "
+              "data = open(sys.argv[2], 'rb').read(); "
+              f"pixels = compressnet.load().decompress_array(data, realism={realism}); "
+              "sys.stdout.write(pixels.tobytes().hex())")
+    src = ROOT / "tests" / "data" / "sae-spn-lite-v9.cnet"
+    for env, threads in [({}, 1), ({"ONEDNN_MAX_CPU_ISA": "SSE41", "ATEN_CPU_CAPABILITY": "default"}, 2)]:
+        out = subprocess.run([sys.executable, "-c", script, str(threads), str(src)], check=True,
+                             capture_output=True, text=True, env={**os.environ, **env}).stdout
+        assert bytes.fromhex(out) == expected.tobytes(), env
+
+
+def test_the_format_spec_lists_every_version_and_each_golden_file_decodes():
+    """docs/format.md's version table has a row for each version this release reads, and every
+    golden file in tests/data decodes to its pixels (exactly; formats 1 and 2 within a level)."""
+    spec = (ROOT / "docs" / "format.md").read_text()
+    rows = re.findall(r"^\| (\d+) \| [^|]+ \| (?:float32|exact fixed point) \|", spec, re.M)
+    assert sorted(map(int, rows)) == sorted(bitstream.VERSIONS)
+    versions = sorted(int(m) for p in (ROOT / "tests" / "data").glob("sae-spn-lite-v*.cnet")
+                      for m in re.findall(r"-v(\d+)\.cnet$", p.name))
+    assert set(versions) == set(bitstream.VERSIONS) - {3, 5}
+    for version in versions:
+        data, expected = golden(version)
+        decoded = load_for_header(data).decompress_array(data)
+        diff = np.abs(decoded.astype(int) - expected.astype(int))
+        assert diff.max() <= (1 if version in (1, 2) else 0), version

@@ -35,7 +35,8 @@ def test_compress_decompress_info(tmp_path, image_file, spn_weights, capsys):
     assert cnet.is_file() and f"{cnet.stat().st_size} bytes" in out and "q1" in out
     assert cli.main(["info", str(cnet)]) == 0
     info = capsys.readouterr().out
-    assert "quality 1, 72x40" in info and "format v7 (context network, exact decoder, colour layer)" in info
+    assert "quality 1, 72x40" in info
+    assert "format v9 (context network, exact decoder, edge-aware colour layer)" in info
     assert cli.main(["decompress", str(cnet), "--model", str(spn_weights)]) == 0
     decoded = Image.open(tmp_path / "photo.decoded.png")
     assert decoded.size == (72, 40) and decoded.mode == "RGB"
@@ -230,3 +231,38 @@ def test_version(capsys):
     assert exit_.value.code == 0
     out = capsys.readouterr().out
     assert out.startswith(f"compressnet {compressnet.__version__} ") and "writes 7" in out
+
+
+def test_small_gaps_in_the_command_line(spn_weights, tmp_path, capsys, monkeypatch):
+    """-q 0 and a nan/inf target are refused up front; an existing output is refused before
+    the work; an unwritable folder is named, not the temporary file beside the output; a
+    missing folder to evaluate is one plain line."""
+
+    img = tmp_path / "a.png"
+    Image.fromarray(photo(32, 48)).save(img)
+    base = ["compress", str(img), "--model", str(spn_weights)]
+    for bad in (["-q", "0"], ["--target-bpp", "nan"], ["--target-bpp", "inf"], ["--target-bpp", "0"]):
+        with pytest.raises(SystemExit) as exit_:
+            cli.main(base + ["-o", str(tmp_path / "x.cnet"), *bad])
+        assert exit_.value.code == 1
+        assert "must be" in capsys.readouterr().err
+    assert not (tmp_path / "x.cnet").exists()
+    out = tmp_path / "a.cnet"
+    out.write_bytes(b"keep me")
+    opened = []
+    monkeypatch.setattr("compressnet.cli.open_image", lambda p: opened.append(p))
+    assert cli.main(base + ["-o", str(out)]) == 1
+    assert "already exists" in capsys.readouterr().err and not opened and out.read_bytes() == b"keep me"
+    monkeypatch.undo()
+
+    def refuse(*args, dir=None, **kwargs):  # a folder this user may not write to (root may)
+        raise PermissionError(13, "Permission denied", f"{dir}/.a.cnet.x1y2.tmp")
+
+    monkeypatch.setattr("compressnet.io_utils.tempfile.mkstemp", refuse)
+    assert cli.main(base + ["-o", str(tmp_path / "locked" / "a.cnet")]) == 1
+    err = capsys.readouterr().err
+    assert f"{tmp_path / 'locked' / 'a.cnet'}: cannot write there (Permission denied)" in err
+    assert ".tmp" not in err
+    monkeypatch.undo()
+    assert cli.main(["eval", str(tmp_path / "missing"), "--codecs"]) == 1
+    assert capsys.readouterr().err.strip().endswith("missing: no such folder")

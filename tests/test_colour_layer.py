@@ -115,7 +115,7 @@ def test_the_default_model_writes_the_layer_and_gains_from_it():
     crop = open_image(str(resources.files("compressnet") / "samples" / "kodim23.png"))[:256, :384]
     q = codec.default_quality
     with_layer, without = codec.compress(crop, quality=q), codec.compress(crop, quality=q, colour=False)
-    assert bitstream.unpack(with_layer)[0].version == 7 and bitstream.unpack(without)[0].version == 8
+    assert bitstream.unpack(with_layer)[0].version == 9 and bitstream.unpack(without)[0].version == 8
     base = psnr(crop, codec.decompress_array(without))
     gain = psnr(crop, codec.decompress_array(with_layer)) - base
     up = codec.compress(crop, quality=q + 1, colour=False)
@@ -135,3 +135,70 @@ def test_refinement_scores_the_same_correction_the_decoder_applies():
     x = torch.from_numpy(decoded).permute(2, 0, 1)[None].float().requires_grad_(True) / 255
     approx = correct(x)[0].permute(1, 2, 0).detach().numpy() * 255
     assert np.abs(np.clip(approx, 0, 255) - cl.apply(decoded, layer)).max() <= 0.51
+
+
+def _guided_reference(decoded: np.ndarray, layer: cl.ColourLayer) -> np.ndarray:
+    """Format 9's correction pixel by pixel, with Python integers: each of the four block
+    nodes around a pixel weighted by its bilinear weight times K / (K + d^2)."""
+    h, w, _ = decoded.shape
+    b = layer.block
+    sums, n = cl._block_sums(decoded, b)
+    grid = (2 * ((layer.means * layer.step * n - sums) << 8) + n) // (2 * n)
+    means = (2 * sums + n) // (2 * n)
+    ri, rw = cl._interpolation(h, b, grid.shape[0])
+    ci, cw = cl._interpolation(w, b, grid.shape[1])
+    out = np.empty_like(decoded)
+    for y in range(h):
+        for x in range(w):
+            px = [int(v) for v in decoded[y, x]]
+            num, den = [0, 0, 0], 0
+            for a, wy in ((0, 2 * b - int(rw[y])), (1, int(rw[y]))):
+                for c, wx in ((0, 2 * b - int(cw[x])), (1, int(cw[x]))):
+                    node = (int(ri[y, a]), int(ci[x, c]))
+                    d2 = sum((px[k] - int(means[node][k])) ** 2 for k in range(3))
+                    weight = wy * wx * ((cl.GUIDE_K << 16) // (cl.GUIDE_K + d2))
+                    den += weight
+                    for k in range(3):
+                        num[k] += weight * int(grid[node][k])
+            for k in range(3):
+                out[y, x, k] = min(255, max(0, px[k] + (2 * num[k] + den * 256) // (2 * den * 256)))
+    return out
+
+
+@pytest.mark.parametrize("shape,block", [((40, 56), 16), ((37, 29), 8), ((20, 70), 24)])
+def test_guided_correction_matches_a_pixel_by_pixel_reference(shape, block, monkeypatch):
+    monkeypatch.setattr(cl, "_BAND_ROWS", 7)  # bands of rows give the same pixels
+    original, decoded = photo(*shape, seed=3), photo(*shape, seed=4) // 2 + 60
+    layer = cl.analyse(original, block, 8)
+    np.testing.assert_array_equal(cl.apply(decoded, layer, guided=True), _guided_reference(decoded, layer))
+
+
+def test_guided_correction_keeps_a_blocks_colour_on_its_side_of_an_edge():
+    """Two flat halves meeting inside a block row: bilinear upsampling spreads each half's
+    correction across the edge, the guided one keeps it on its own side."""
+    h, w, b = 64, 128, 32
+    original = np.zeros((h, w, 3), np.uint8)
+    original[:, : w // 2] = (40, 160, 40)  # green | orange, the edge on a block boundary
+    original[:, w // 2:] = (230, 110, 30)
+    decoded = np.full((h, w, 3), 128, np.uint8)  # the network's shapes right, its colours grey
+    decoded[:, : w // 2] = (90, 120, 90)
+    decoded[:, w // 2:] = (170, 120, 90)
+    layer = cl.analyse(original, b, 8)
+    errors = {}
+    for guided in (False, True):
+        out = cl.apply(decoded, layer, guided=guided).astype(int)
+        edge = slice(w // 2 - b // 2, w // 2 + b // 2)  # the columns between two block centres
+        errors[guided] = np.abs(out[:, edge] - original[:, edge]).mean()
+    assert errors[True] < errors[False] / 4
+
+
+def test_guided_format_9_and_bilinear_format_7_decode_the_same_payload():
+    codec = compressnet.load()
+    crop = open_image(str(resources.files("compressnet") / "samples" / "kodim23.png"))[:128, :192]
+    new = codec.compress(crop, quality=2)
+    header, payload = bitstream.unpack(new)
+    old = bitstream.pack(header._replace(version=7), payload)
+    guided, bilinear = codec.decompress_array(new), codec.decompress_array(old)
+    assert header.version == 9 and not np.array_equal(guided, bilinear)
+    assert np.abs(guided.astype(int) - bilinear).max() < 40  # the same image, colours placed anew
+    np.testing.assert_array_equal(codec.reconstruct(crop, quality=2), guided)

@@ -91,7 +91,7 @@ def test_fit_command_writes_a_new_file_and_never_overwrites(tmp_path, weights_di
     assert load(str(out)).format_version == 6 and "fingerprint" in capsys.readouterr().out
     with_net = tmp_path / "with-net.safetensors"
     assert main([str(base), str(photos), "-o", str(with_net), "--net-steps", "5"]) == 0
-    assert load(str(with_net)).format_version == 7 and "bits/symbol" in capsys.readouterr().out
+    assert load(str(with_net)).format_version == 9 and "bits/symbol" in capsys.readouterr().out
     before = out.read_bytes()
     assert main([str(base), str(photos), "-o", str(out)]) == 1
     assert "exists" in capsys.readouterr().err and out.read_bytes() == before

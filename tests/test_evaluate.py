@@ -35,7 +35,20 @@ def test_bisection_never_exceeds_the_target(name):
                     len(codec.encode(pixels, match.setting + 1)) <= len(match.data)
         else:
             assert match.setting == codec.lowest and len(match.data) > budget
-        assert codec.decode(match.data).shape == pixels.shape
+        assert codec.decode(match.data, size=(128, 96)).shape == pixels.shape
+
+
+@pytest.mark.parametrize("name", ["hevc@1/2", "avif@1/3"])
+def test_shrunken_copies_are_coded_small_and_enlarged_again(name):
+    codec = classical.CODECS[name]
+    pixels = photo(96, 129, seed=5)
+    data = codec.encode(pixels, 50)
+    small = codec.decode(data)
+    shrink = int(name[-1])
+    assert small.shape[:2] == (round(96 / shrink), round(129 / shrink))
+    assert codec.decode(data, size=(129, 96)).shape == pixels.shape
+    full = classical.CODECS[name.split("@")[0]]
+    assert len(data) < len(full.encode(pixels, 50))
 
 
 def test_bd_rate_of_a_curve_against_itself_is_zero_and_sign_is_right():
@@ -166,3 +179,46 @@ def test_equal_size_crops_hold_classical_files_to_compressnets_size(spn_weights)
         assert ("smallest file is larger" in c.label) != c.fits
     decoded = codec.decompress_array(codec.compress(pixels, quality=1))
     assert abs(ours.psnr - psnr(pixels, decoded)) < 1e-9 and ours.bpp == ours.bytes * 8 / (300 * 280)
+
+
+def test_equal_bytes_eval_with_realism_and_perceptual_metrics(spn_weights, tmp_path):
+    """--equal-bytes matches every classical file, per image, to the model's file at each
+    quality; --realism adds the realism decoder's curve for the same files; every row has
+    LPIPS-Alex, LPIPS-VGG and DISTS; --limit takes the first images."""
+    import torch
+
+    from compressnet.codec import load
+    from compressnet.models.realism import save_realism_decoder
+
+    folder = tmp_path / "imgs"
+    folder.mkdir()
+    for i in range(3):
+        Image.fromarray(photo(64, 96, seed=i)).save(folder / f"{i}.png")
+    codec = load(str(spn_weights))
+    decoder = codec.model.decoder
+    with torch.no_grad():
+        for p in decoder.parameters():
+            p.add_(0.02)
+    realism = save_realism_decoder(decoder, codec.weights_fingerprint, tmp_path / "r.safetensors")
+    out = tmp_path / "out"
+    assert cli.main(["eval", str(folder), "--models", str(spn_weights), "--qualities", "1", "2",
+                     "--equal-bytes", "--realism", "0", "1", "--realism-decoder", str(realism),
+                     "--codecs", "jpeg", "hevc@1/2", "--limit", "2", "-o", str(out), "--workers", "1",
+                     "--no-progress", "--no-report"]) == 0
+    rows = (out / "per-image.csv").read_text().splitlines()
+    header = rows[0].split(",")
+    records = [dict(zip(header, r.split(","))) for r in rows[1:]]
+    assert {r["image"] for r in records} == {"0.png", "1.png"}
+    name = spn_weights.stem
+    assert {r["codec"] for r in records} == {name, f"{name}@realism1", "jpeg", "hevc@1/2"}
+    ours = {(r["image"], r["point"]): int(r["bytes"]) for r in records if r["codec"] == name}
+    assert ours == {(r["image"], r["point"]): int(r["bytes"]) for r in records
+                    if r["codec"] == f"{name}@realism1"}  # the same files, decoded two ways
+    for r in records:
+        scores = [float(r[k]) for k in ("lpips_alex", "lpips_vgg", "dists")]
+        assert all(np.isfinite(v) and v >= 0 for v in scores)
+        if r["codec"] in ("jpeg", "hevc@1/2"):
+            assert r["point"] in ("q1", "q2")
+            assert (int(r["bytes"]) <= ours[(r["image"], r["point"])]) == (r["above_target"] == "False")
+    doc = json.loads((out / "hevc@1-2.json").read_text())
+    assert doc["results"]["point"] == ["q1", "q2"] and len(doc["results"]["dists"]) == 2

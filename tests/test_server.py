@@ -52,7 +52,8 @@ def test_compress_compares_at_equal_size(client, spn_weights):
     decoded = codec.decompress_array(data)
     shown = np.asarray(Image.open(io.BytesIO(base64.b64decode(body["decoded"].split(",")[1]))))
     np.testing.assert_array_equal(decoded, shown)
-    assert [c["codec"] for c in body["comparisons"]] == ["hevc", "avif", "jpeg"]
+    assert [c["codec"] for c in body["comparisons"]] == ["hevc", "avif", "hevc@1/2", "avif@1/2", "jpeg"]
+    assert body["realism"] == 0  # a model without a realism decoder has only the faithful one
     for c in body["comparisons"]:
         assert c["bytes"] <= body["bytes"] or not c["fits"]
         assert c["image"].startswith("data:image/png;base64,")
@@ -185,3 +186,26 @@ def test_a_phone_photo_in_heic_is_accepted(client):
                     data={"quality": "1"})
     assert r.status_code == 200, r.text
     assert r.json()["width"] == 96 and r.json()["height"] == 64
+
+
+def test_decoding_endpoints_apply_the_pixel_limit_from_the_header(client, spn_weights):
+    """A small file of a large image (here 400x300 against the 300x300 limit) is refused with
+    413 from its header, before any decoding; within the limit it decodes."""
+    codec = load(str(spn_weights))
+    big = codec.compress(photo(300, 400), quality=1)
+    for endpoint in ("/api/decompress", "/api/preview"):
+        r = client.post(endpoint, files={"file": ("big.cnet", big)})
+        assert r.status_code == 413 and "above this server's limit of 90,000 pixels" in r.json()["detail"]
+    small = codec.compress(photo(48, 64), quality=1)
+    assert client.post("/api/decompress", files={"file": ("s.cnet", small)}).status_code == 200
+
+
+def test_realism_field(client, spn_weights):
+    data = load(str(spn_weights)).compress(photo(40, 56), quality=1)
+    r = client.post("/api/decompress", files={"file": ("x.cnet", data)}, data={"realism": "0"})
+    assert r.status_code == 200 and r.json()["realism"] == 0
+    r = client.post("/api/decompress", files={"file": ("x.cnet", data)}, data={"realism": "1"})
+    assert r.status_code == 400 and "no realism decoder" in r.json()["detail"]
+    r = client.post("/api/compress", files={"file": ("a.png", png(48, 64), "image/png")},
+                    data={"realism": "2", "compare": "false"})
+    assert r.status_code == 400 and "from 0 to 1" in r.json()["detail"]

@@ -8,5 +8,5 @@
 
 from compressnet.codec import Codec, CodecError, load, preview_array
 
-__version__ = "0.7.3"
+__version__ = "0.8.0"
 __all__ = ["Codec", "CodecError", "load", "preview_array", "__version__"]

@@ -1,10 +1,10 @@
 """The ``.cnet`` container: a 13-to-17-byte header and the range-coded payload.
 
-Layout (format versions 1 to 8)::
+Layout (format versions 1 to 9)::
 
     offset  size  field
     0       2     magic b"CN"
-    2       1     format version (1 to 8)
+    2       1     format version (1 to 9)
     3       1     model id (stable, see compressnet.zoo; 0 = a user's weights file)
     4       2     weights fingerprint (first 2 bytes), so other weights are refused
     6       1     quality (1 = the lowest rate)
@@ -22,11 +22,13 @@ Versions share this layout and differ in three choices (:data:`VERSIONS`):
 - the decoder's arithmetic: float32 (versions 1 and 2; pixels can differ by one level between
   CPUs) or exact fixed point (versions 3 to 6; the same pixels on every machine and thread
   count, :mod:`compressnet.models.arithmetic`);
-- a colour layer first in the payload (versions 5 and 6): block means of the photo that the
-  decoder puts back (:mod:`compressnet.colour_layer`).
+- a colour layer first in the payload (versions 5, 6, 7 and 9): block means of the photo that
+  the decoder puts back (:mod:`compressnet.colour_layer`), upsampled bilinearly or, in version 9,
+  along the decoded image's edges.
 
-This release writes the version of the richest context the weights carry: 7 (a context
-network), 6 (counted tables) or 5, or 8, 4 or 3 without the colour layer; it reads all eight.
+This release writes the version of the richest context the weights carry: 9 (a context
+network), 6 (counted tables) or 5, or 8, 4 or 3 without the colour layer; it reads all nine.
+The full specification is ``docs/format.md``.
 
 Free of torch: any program can parse a header.
 """
@@ -43,19 +45,22 @@ class FormatVersion(NamedTuple):
     context_scheme: int  # compressnet.entropy.context_model.CONTEXT_NEIGHBOURS key
     exact_decoder: bool  # fixed-point decoder arithmetic (portable pixels)
     colour_layer: bool = False  # the payload starts with a colour layer
+    guided_colour: bool = False  # its correction follows the decoded image's edges (version 9)
 
 
 VERSIONS = {1: FormatVersion(1, False), 2: FormatVersion(2, False),
             3: FormatVersion(1, True), 4: FormatVersion(2, True),
             5: FormatVersion(1, True, True), 6: FormatVersion(2, True, True),
-            7: FormatVersion(3, True, True), 8: FormatVersion(3, True, False)}
-FORMAT_VERSION = 7  # what the bundled default writes (8 is the same without the colour layer)
+            7: FormatVersion(3, True, True), 8: FormatVersion(3, True, False),
+            9: FormatVersion(3, True, True, True)}
+FORMAT_VERSION = 9  # what the bundled default writes (8 is the same without the colour layer)
 SUPPORTED_VERSIONS = tuple(VERSIONS)
 
 
 def version_for(context_scheme: int, colour_layer: bool = True) -> int:
-    """The version this release writes for a latent coded with ``context_scheme``."""
-    return next(v for v, f in VERSIONS.items() if f == (context_scheme, True, colour_layer))
+    """The version this release writes for a latent coded with ``context_scheme``: the newest
+    with that context and colour layer (9 over 7: the same payload, edge-aware colour)."""
+    return max(v for v, f in VERSIONS.items() if f[:3] == (context_scheme, True, colour_layer))
 
 
 def describe(version: int) -> str:
@@ -64,7 +69,9 @@ def describe(version: int) -> str:
     tables = {1: "learned tables", 2: "counted tables", 3: "context network"}
     parts = [tables[form.context_scheme],
              "exact decoder" if form.exact_decoder else "float32 decoder"]
-    return ", ".join(parts + (["colour layer"] if form.colour_layer else []))
+    colour = (["edge-aware colour layer"] if form.guided_colour
+              else ["colour layer"] if form.colour_layer else [])
+    return ", ".join(parts + colour)
 MAX_SIDE = 1 << 21  # 3 LEB128 bytes
 
 

@@ -19,7 +19,7 @@ from tqdm import tqdm
 from compressnet import __version__, bitstream, zoo
 from compressnet.codec import Codec, CodecError, load, load_for_header, preview_array
 from compressnet.image import IMAGE_SUFFIXES, ImageError, open_image
-from compressnet.io_utils import image_bytes, output_format, write_atomic
+from compressnet.io_utils import OutputExistsError, image_bytes, output_format, write_atomic
 from compressnet.metrics import psnr
 
 CNET_SUFFIX = ".cnet"
@@ -75,6 +75,26 @@ def _each_input(inputs: list[str], outputs: list[Path], work: Callable[[str, Pat
     return 1 if failed else 0
 
 
+def _refuse_existing(dst: Path, force: bool) -> None:
+    """Before minutes of work, not after: an output that exists is refused without --force."""
+    if not force and dst.exists():
+        raise OutputExistsError(17, "exists", str(dst))
+
+
+def _quality(text: str) -> int:
+    value = int(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"quality must be 1 or more, not {value}")
+    return value
+
+
+def _bpp(text: str) -> float:
+    value = float(text)
+    if not 0 < value < 64:  # also refuses nan and inf
+        raise argparse.ArgumentTypeError(f"bits per pixel must be a number above 0, not {text}")
+    return value
+
+
 def cmd_compress(args: argparse.Namespace) -> int:
     codec = load(args.model)
     codec.writes_colour_layer = not args.no_colour_layer
@@ -82,6 +102,7 @@ def cmd_compress(args: argparse.Namespace) -> int:
     outputs = _outputs(inputs, args.output, args.out_dir, lambda p: p.stem + CNET_SUFFIX)
 
     def compress_one(src: str, dst: Path) -> None:
+        _refuse_existing(dst, args.force)
         pixels = open_image(src)
         # a large photo's encoder tiles and refinement's steps take seconds each: bars on a
         # terminal, nothing in a pipe
@@ -128,21 +149,26 @@ def cmd_decompress(args: argparse.Namespace) -> int:
         print(f"{src} -> {dst}: {pixels.shape[1]}x{pixels.shape[0]} colour blocks")
 
     def decompress_one(src: str, dst: Path) -> None:
+        _refuse_existing(dst, args.force)
         data = _read_bitstream(src)
         try:
             header, _ = bitstream.unpack(data)
             if header.model_id not in codecs:
                 codecs[header.model_id] = load_for_header(data, args.model)
+                if args.realism_decoder:
+                    codecs[header.model_id].attach_realism(args.realism_decoder)
             codec = codecs[header.model_id]
+            realism = codec.default_realism if args.realism is None else args.realism
             # a large image decodes in tiles for a minute or more: a bar on a terminal
             count = codec.tile_count(header.height, header.width)
             with tqdm(total=count, desc=f"decoding {Path(src).name}", unit="tile", leave=False,
                       disable=None if count > 1 else True) as bar:
-                pixels = codec.decompress_array(data, on_tile=lambda done, total: bar.update(1))
+                pixels = codec.decompress_array(data, on_tile=lambda done, total: bar.update(1),
+                                                realism=realism)
         except bitstream.BitstreamError as exc:
             raise CodecError(f"{src}: {exc}") from None
         write_atomic(dst, image_bytes(pixels, dst), force=args.force)
-        print(f"{src} -> {dst}: {header.width}x{header.height}")
+        print(f"{src} -> {dst}: {header.width}x{header.height}, realism {realism:g}")
 
     return _each_input(inputs, outputs, preview_one if args.preview else decompress_one)
 
@@ -176,7 +202,9 @@ def cmd_models(args: argparse.Namespace) -> int:
         codec = load(entry.name)
         default = " [default]" if entry.arch == zoo.DEFAULT_MODEL and entry.preset == zoo.DEFAULT_PRESET \
             else ""
-        print(f"{entry.name} (id {entry.model_id}){default}, {codec.cfg.arch} {codec.cfg.preset}:")
+        realism = (f"; a realism decoder ({codec.realism.metadata.get('steps', '?')} steps; decompress "
+                   f"uses realism {codec.default_realism:g} unless told)" if codec.realism else "")
+        print(f"{entry.name} (id {entry.model_id}){default}, {codec.cfg.arch} {codec.cfg.preset}{realism}:")
         measured = zoo.kodak_results(entry)
         for q in codec.qualities:
             line = (f"  q{q}: {codec.channels_sent(q):2d} latent channels (fixed-length bound "
@@ -196,13 +224,18 @@ def cmd_demo(args: argparse.Namespace) -> int:
     result = codec.encode(pixels, args.quality)
     out_dir = Path(args.out_dir)
     cnet = write_atomic(out_dir / "kodim23.cnet", result.data, force=args.force)
-    decoded = codec.decompress_array(cnet.read_bytes())
-    png = write_atomic(out_dir / "kodim23.decoded.png", image_bytes(decoded), force=args.force)
+    written = [cnet]
+    realisms = [0.0] + ([codec.default_realism] if codec.default_realism else [])
     h, w = pixels.shape[:2]
     print(f"sample {sample.name} ({w}x{h}) with {codec.name} q{result.quality}: "
           f"{len(result.data)} bytes, {result.bpp:.4f} bpp "
-          f"(fixed-length bound {result.fixed_length_bpp:.4f}), PSNR {psnr(pixels, decoded):.2f} dB")
-    print(f"wrote {cnet} and {png}")
+          f"(fixed-length bound {result.fixed_length_bpp:.4f})")
+    for realism in realisms:  # what decompress writes by default last, as kodim23.decoded.png
+        decoded = codec.decompress_array(cnet.read_bytes(), realism=realism)
+        name = "kodim23.decoded.png" if realism == realisms[-1] else "kodim23.faithful.png"
+        written.append(write_atomic(out_dir / name, image_bytes(decoded), force=args.force))
+        print(f"  decoded with realism {realism:g} -> {written[-1]}: PSNR {psnr(pixels, decoded):.2f} dB")
+    print("wrote " + ", ".join(map(str, written)))
     return 0
 
 
@@ -212,19 +245,33 @@ def cmd_eval(args: argparse.Namespace) -> int:
     from compressnet.evaluate.plot import plot_rd
 
     files = list_images(args.folder)
+    if args.limit:
+        files = files[: args.limit]
     out = Path(args.out_dir)
     scorer_paths = (args.lpips_backbone, args.lpips_lin, args.dists_weights, args.fid_model)
     if any(scorer_paths):
         compare.Scorer(*scorer_paths)  # fail early, with one clear line, on a bad weights file
-    cache = compare.Cache(out / "cache", tag="|".join(str(p) for p in scorer_paths if p))
+    cache = compare.Cache(out / "cache", tag=compare.scorer_tag(scorer_paths))
     codecs = [load(m) for m in args.models]
     for codec in codecs:
         codec.writes_colour_layer = not args.no_colour_layer
+        if args.realism_decoder:
+            codec.attach_realism(args.realism_decoder)
+    if args.equal_bytes and not codecs:
+        raise CodecError("--equal-bytes matches the classical codecs to a model's files: name one")
     items = []
-    for codec in codecs:
-        items += compare.run_learned(codec, files, args.qualities or list(codec.qualities), cache,
-                                     progress=not args.no_progress, scorer_paths=scorer_paths,
-                                     refine=args.refine)
+    budgets: dict[str, tuple] | None = None
+    for i, codec in enumerate(codecs):
+        for realism in args.realism:
+            rows = compare.run_learned(codec, files, args.qualities or list(codec.qualities), cache,
+                                       progress=not args.no_progress, scorer_paths=scorer_paths,
+                                       refine=args.refine, realism=realism)
+            items += rows
+            if args.equal_bytes and i == 0 and budgets is None:  # the same files at every realism
+                budgets = {}
+                for row, _ in rows:
+                    budgets.setdefault(row.image, ())
+                    budgets[row.image] += ((row.point, row.bytes),)
     notes = [classical.BPG_NOTE]
     names = []
     for name in args.codecs:
@@ -235,13 +282,15 @@ def cmd_eval(args: argparse.Namespace) -> int:
         else:
             names.append(name)
     items += compare.run_classical(names, files, tuple(args.target_bpp), cache, args.workers,
-                                   progress=not args.no_progress, scorer_paths=scorer_paths)
+                                   progress=not args.no_progress, scorer_paths=scorer_paths,
+                                   budgets=budgets)
     rows = [row for row, _ in items]
     distribution = compare.distribution_metrics(items, files, scorer_paths) if args.fid_model else {}
     paths = compare.write_outputs(rows, out, distribution)
     docs = compare.summarize(rows, distribution)
-    print(f"{len(files)} images of {args.folder}:")
-    print(compare.format_table(docs))
+    print(f"{len(files)} images of {args.folder}"
+          + (f"; each classical file the largest not above {codecs[0].name}'s" if budgets else "") + ":")
+    print(compare.format_table(docs, by_point=budgets is not None))
     for line in perceptual.availability(*scorer_paths):
         print(line)
         notes.append(line)
@@ -252,7 +301,10 @@ def cmd_eval(args: argparse.Namespace) -> int:
             print(f"BD-rate of {name} against {anchor}: {on_psnr} (PSNR), {on_msssim} (MS-SSIM)")
     written = [*paths, out / "per-image.csv", plot]
     if codecs and not args.no_report:
-        panels = report.image_panels(codecs[0], files, args.report_quality)
+        from compressnet import perceptual as metrics
+
+        scorer = None if metrics.unavailable() else metrics.PerceptualScorer()
+        panels = report.image_panels(codecs[0], files, args.report_quality, scorer)
         written.append(report.write_report(out / "report.html", docs, plot, anchor, panels, notes))
     print("wrote " + ", ".join(str(p) for p in written))
     return 0
@@ -316,9 +368,9 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--out-dir", help="folder for the outputs (default: beside each input)")
     p.add_argument("--model", default=zoo.DEFAULT_MODEL, help="bundled model name or weights file path")
     q = p.add_mutually_exclusive_group()
-    q.add_argument("--quality", "-q", type=int,
+    q.add_argument("--quality", "-q", type=_quality,
                    help="1 (lowest rate) upward; default: the middle of the model's ladder")
-    q.add_argument("--target-bpp", type=float,
+    q.add_argument("--target-bpp", type=_bpp,
                    help="highest quality whose file fits this rate, with finer colour blocks if they fit")
     p.add_argument("--refine", type=int, default=0, metavar="STEPS",
                    help="search STEPS optimisation steps for a better latent per image: a better "
@@ -341,6 +393,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--format", default="png", choices=["png", "webp", "jpg", "tif"],
                    help="format of the outputs named for you (NAME.decoded.FORMAT); default png")
     p.add_argument("--model", help="weights file, for files written with a user's model")
+    p.add_argument("--realism", type=float, metavar="R",
+                   help="0 = the faithful decoder (smooth), 1 = the realism decoder (sharp, "
+                        "invented texture), between = a blend; default: the model's")
+    p.add_argument("--realism-decoder", metavar="PATH",
+                   help="a realism decoder file for --model's weights (compressnet train-realism)")
     p.add_argument("--preview", action="store_true",
                    help="write only the file's coarse colours, one pixel per colour block "
                         "(NAME.preview.FORMAT): instant, no network run")
@@ -357,7 +414,7 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("demo", help="compress and decompress the bundled sample photo")
     p.add_argument("--out-dir", default="compressnet-demo")
     p.add_argument("--model", default=zoo.DEFAULT_MODEL)
-    p.add_argument("--quality", "-q", type=int)
+    p.add_argument("--quality", "-q", type=_quality)
     p.add_argument("--force", action="store_true", help="overwrite earlier demo outputs")
     p.set_defaults(func=cmd_demo)
 
@@ -375,6 +432,13 @@ def build_parser() -> argparse.ArgumentParser:
                    help="classical codecs (default: all)")
     p.add_argument("--target-bpp", nargs="+", type=float, default=list(DEFAULT_TARGETS),
                    help="rates at which classical codecs are matched per image")
+    p.add_argument("--equal-bytes", action="store_true",
+                   help="match the classical codecs per image to the first model's file at each "
+                        "quality (the largest file not above it) instead of --target-bpp")
+    p.add_argument("--realism", nargs="+", type=float, default=[0.0], metavar="R",
+                   help="decode the models at these realism values, each its own curve (default 0)")
+    p.add_argument("--realism-decoder", metavar="PATH", help="a realism decoder file for the models")
+    p.add_argument("--limit", type=int, metavar="N", help="only the first N images (a quick look)")
     p.add_argument("-o", "--out-dir", default="results")
     p.add_argument("--workers", type=int, help="processes for classical codecs (default: cores)")
     p.add_argument("--anchor", default="hevc", help="BD-rate anchor (default: hevc)")
@@ -415,6 +479,12 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("train", help="train a model on a folder of photos")
     add_arguments(p)
     p.set_defaults(func=cmd_train)
+
+    from compressnet.train import realism
+
+    p = sub.add_parser("train-realism", help="train a realism decoder behind a model's frozen encoder")
+    realism.add_arguments(p)
+    p.set_defaults(func=lambda args: realism.run(args))
     return parser
 
 

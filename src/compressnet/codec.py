@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import math
 import threading
 from collections.abc import Callable
@@ -28,6 +29,7 @@ from compressnet.image import (
 from compressnet.models.arithmetic import Exact
 from compressnet.models.autoencoder import DOWNSAMPLING
 from compressnet.models.io import LoadedModel, load_weights
+from compressnet.models.realism import RealismWeights, blend, check_realism, load_realism_decoder
 from compressnet.models.refine import refine_latent
 from compressnet.models.tiling import TILE, decode_tiles, encode_tiled, tile_count
 
@@ -102,6 +104,7 @@ class Codec:
         scheme = 3 if self.context_net else 2 if counted else 1
         self.format_version = bitstream.version_for(scheme)
         self.fingerprint = loaded.fingerprint[:2]  # the one written into new files
+        self.weights_fingerprint = loaded.fingerprint  # what a realism decoder is tied to
         prints = loaded.scheme_fingerprints or {1: loaded.v1_fingerprint, scheme: loaded.fingerprint}
         self._fingerprints = {v: prints[f.context_scheme][:2] for v, f in bitstream.VERSIONS.items()
                               if f.context_scheme <= scheme}
@@ -115,6 +118,37 @@ class Codec:
         self.name = name
         self.metadata = loaded.metadata
         self.weights_path = loaded.path  # the file it was loaded from (bundled or --model PATH)
+        self.realism: RealismWeights | None = None  # a realism decoder for these weights' files
+        self._blended: tuple[float, torch.nn.Module, Exact] | None = None  # the last realism built
+
+    def attach_realism(self, path: str | Path) -> None:
+        """Decode with the realism decoder in ``path`` when asked (``realism`` > 0); refused if
+        it was trained behind other weights than these."""
+        try:
+            weights = load_realism_decoder(path)
+        except FileNotFoundError as exc:
+            raise CodecError(str(exc)) from None
+        if weights.base_fingerprint != self.weights_fingerprint:
+            raise CodecError(f"{path}: realism decoder of other weights (fingerprint "
+                             f"{weights.base_fingerprint.hex()}) than {self.name} "
+                             f"({self.weights_fingerprint.hex()})")
+        self.realism = weights
+        self.realism_digest = hashlib.sha256(Path(path).read_bytes()).hexdigest()[:16]
+        self._blended = None
+
+    @property
+    def default_realism(self) -> float:
+        """What ``decompress`` uses unless told: the realism decoder's file names it (0 without
+        one)."""
+        return float(self.realism.metadata.get("default_realism", 0)) if self.realism else 0.0
+
+    def _realism_decoder(self, realism: float) -> tuple[torch.nn.Module, Exact]:
+        """The decoder blended at ``realism`` and its exact arithmetic (the last one is kept:
+        building the exact weights takes a moment)."""
+        if self._blended is None or self._blended[0] != realism:
+            decoder = blend(self.model.decoder, self.realism, realism)
+            self._blended = (realism, decoder, Exact(decoder))
+        return self._blended[1], self._blended[2]
 
     @property
     def qualities(self) -> range:
@@ -348,10 +382,13 @@ class Codec:
             raise CodecError(f"file uses quality {header.quality}, which {self.name} does not have")
 
     @torch.inference_mode()
-    def decompress_array(self, data: bytes, on_tile: Callable[[int, int], object] | None = None
-                         ) -> np.ndarray:
+    def decompress_array(self, data: bytes, on_tile: Callable[[int, int], object] | None = None,
+                         realism: float = 0.0) -> np.ndarray:
         """Decoded (H, W, 3) uint8 pixels of a ``.cnet`` bitstream. ``on_tile(done, total)``
-        is called after each tile of the decoder network (a progress bar's hook)."""
+        is called after each tile of the decoder network (a progress bar's hook). ``realism``
+        from 0 (the faithful decoder) to 1 (the realism decoder, sharper and less faithful;
+        :mod:`compressnet.models.realism`)."""
+        realism = self._check_realism(realism)
         header, payload = bitstream.unpack(data)
         self.check_header(header)
         _check_declared_size(header)
@@ -371,8 +408,8 @@ class Codec:
         y_hat[0, :keep] = torch.from_numpy(decoded.latent).float() - (self.cfg.levels - 1) // 2
         given = {lv: torch.from_numpy(s)[None] for lv, s in zip(self.cfg.switch_levels, decoded.switches)}
         pixels = self._decode(y_hat, given or None, form.exact_decoder, header.height, header.width,
-                              on_tile)
-        return colour_layer.apply(pixels, decoded.colour) if decoded.colour else pixels
+                              on_tile, realism)
+        return colour_layer.apply(pixels, decoded.colour, form.guided_colour) if decoded.colour else pixels
 
     def tile_count(self, height: int, width: int) -> int:
         """How many tiles the encoder and decoder networks of a ``height`` x ``width`` image run
@@ -380,32 +417,48 @@ class Codec:
         return tile_count(height, width, self.tile)
 
     def _decode(self, y_hat: torch.Tensor, given: dict[int, torch.Tensor] | None, exact: bool,
-                height: int, width: int, on_tile: Callable[[int, int], object] | None = None
-                ) -> np.ndarray:
+                height: int, width: int, on_tile: Callable[[int, int], object] | None = None,
+                realism: float = 0.0) -> np.ndarray:
         """(height, width, 3) uint8 pixels of the decoder network in the arithmetic a file's
         version names: exact fixed point (any thread count), tile by tile with the same
         result (:mod:`compressnet.models.tiling`), or, for versions 1 and 2, float32 on one
-        thread, whole."""
+        thread, whole. ``realism`` > 0 runs the blended decoder in the same arithmetic."""
+        decoder = self.model.decoder
+        if realism:
+            decoder, arithmetic = self._realism_decoder(realism)
         if not exact:
             with single_threaded():
-                pixels = to_uint8(self.model.decode(y_hat, given).x_hat[..., :height, :width])
+                pixels = to_uint8(decoder(y_hat, given).x_hat[..., :height, :width])
             if on_tile is not None:
                 on_tile(1, 1)
             return pixels
-        if self._exact is None:
-            self._exact = Exact(self.model.decoder)
+        if not realism:
+            if self._exact is None:
+                self._exact = Exact(self.model.decoder)
+            arithmetic = self._exact
         pixels = np.empty((height, width, 3), dtype=np.uint8)
         total = self.tile_count(height, width)
         for done, ((rows, cols), x_hat) in enumerate(
-                decode_tiles(self.model, y_hat, given, self._exact, self.tile), 1):
+                decode_tiles(self.model, y_hat, given, arithmetic, self.tile, decoder), 1):
             rows, cols = slice(rows.start, min(rows.stop, height)), slice(cols.start, min(cols.stop, width))
             pixels[rows, cols] = to_uint8(x_hat[..., : rows.stop - rows.start, : cols.stop - cols.start])
             if on_tile is not None:
                 on_tile(done, total)
         return pixels
 
-    def decompress(self, data: bytes) -> Image.Image:
-        return Image.fromarray(self.decompress_array(data))
+    def decompress(self, data: bytes, realism: float = 0.0) -> Image.Image:
+        return Image.fromarray(self.decompress_array(data, realism=realism))
+
+    def _check_realism(self, realism: float) -> float:
+        try:
+            realism = check_realism(realism)
+        except (TypeError, ValueError) as exc:
+            raise CodecError(str(exc)) from None
+        if realism and self.realism is None:
+            raise CodecError(f"{self.name} has no realism decoder: decode with realism 0"
+                             + (" or pass one with --realism-decoder PATH"
+                                if self.model_id == zoo.CUSTOM_MODEL_ID else ""))
+        return realism
 
     @torch.inference_mode()
     def reconstruct(self, image: ImageLike, quality: int | None = None, colour: bool | None = None
@@ -419,10 +472,10 @@ class Codec:
         y, given = self._encode(pad_to_multiple(to_tensor(arr), DOWNSAMPLING))
         y_hat, _ = self.model.quantizer(y)
         y_hat[:, keep:] = 0
-        exact = bitstream.VERSIONS[self.format_version].exact_decoder
-        pixels = self._decode(y_hat, given, exact, h, w)
+        form = bitstream.VERSIONS[self.version_written(colour)]
+        pixels = self._decode(y_hat, given, form.exact_decoder, h, w)
         layer = self._colour_layer(arr, quality, colour)
-        return colour_layer.apply(pixels, layer) if layer else pixels
+        return colour_layer.apply(pixels, layer, form.guided_colour) if layer else pixels
 
 
 def _describe_id(model_id: int) -> str:
@@ -449,7 +502,10 @@ def load(name: str = zoo.DEFAULT_MODEL, preset: str | None = None) -> Codec:
     if not zoo.is_bundled(entry):
         raise CodecError(f"model {entry.name} has no bundled weights in this release "
                          f"(bundled: {', '.join(e.name for e in zoo.REGISTRY if zoo.is_bundled(e))})")
-    return Codec(load_weights(zoo.bundled_path(entry)), entry.model_id, entry.name)
+    codec = Codec(load_weights(zoo.bundled_path(entry)), entry.model_id, entry.name)
+    if zoo.realism_path(entry).is_file():
+        codec.attach_realism(zoo.realism_path(entry))
+    return codec
 
 
 def load_for_header(data: bytes, model_path: str | None = None) -> Codec:

@@ -17,6 +17,14 @@ What is sent (format versions 5 and 6, first in the range coder's stream):
 The decoder measures the same block means on its own output, upsamples the difference
 ``q * s - mean`` bilinearly (grid nodes at block centres) and adds it. Every step after the
 network is integer arithmetic, so the pixels are the same on every machine.
+
+Format version 9 upsamples the difference along the decoded image's edges instead
+(:func:`apply` with ``guided``): each of the four block nodes around a pixel weighs in by its
+bilinear weight times how alike the pixel's decoded colour is to that block's decoded mean
+(``K / (K + d^2)``, ``d^2`` the squared RGB distance in levels), so a block's shift stays on
+its own side of an edge instead of spilling across it (the green of kodim03's cap onto the
+orange one). On kodim03, 05, 14 and 23 with sae-spn-lite: +0.10 dB PSNR at qualities 1 and 3
+(+0.25 dB on kodim03), the same file (``benchmarks/colour_layer_guided.py``).
 """
 
 from __future__ import annotations
@@ -43,6 +51,7 @@ _BLOCKS_BY_SHARE = ((0.2, 64), (0.4, 48), (0.55, 32), (0.75, 24), (1.0, 16))
 RATIOS = (16, 48, 80, 112, 144, 168, 192, 208, 220, 230, 238, 244, 248, 251, 253, 255)
 _FRACTION_BITS = 8  # fixed-point fraction of the per-block correction
 _BAND_ROWS = 256  # rows corrected at a time (bounded scratch memory on huge images)
+GUIDE_K = 400  # format 9's colour similarity K / (K + d^2): half weight at 20 levels apart
 _FAMILY = constriction.stream.model.Categorical(perfect=False)
 _SCALE = float(1 << TABLE_PRECISION)
 
@@ -90,9 +99,10 @@ def analyse(arr: np.ndarray, block: int, step: int) -> ColourLayer:
     return ColourLayer(block, step, (2 * sums + n * step) // (2 * n * step))
 
 
-def apply(decoded: np.ndarray, layer: ColourLayer) -> np.ndarray:
+def apply(decoded: np.ndarray, layer: ColourLayer, guided: bool = False) -> np.ndarray:
     """``decoded`` (H, W, 3) uint8 with its block means moved to the layer's, the difference
-    upsampled bilinearly; integer arithmetic throughout."""
+    upsampled bilinearly, or with ``guided`` (format 9) along the decoded image's edges;
+    integer arithmetic throughout."""
     h, w, _ = decoded.shape
     b = layer.block
     sums, n = _block_sums(decoded, b)
@@ -100,6 +110,8 @@ def apply(decoded: np.ndarray, layer: ColourLayer) -> np.ndarray:
     grid = (2 * (target << _FRACTION_BITS) + n) // (2 * n)  # correction in 1/256 levels
     row_idx, row_w = _interpolation(h, b, grid.shape[0])
     col_idx, col_w = _interpolation(w, b, grid.shape[1])
+    if guided:
+        return _apply_guided(decoded, grid, (2 * sums + n) // (2 * n), row_idx, row_w, col_idx, col_w, b)
     denominator = (2 * b) ** 2 << _FRACTION_BITS
     out = np.empty_like(decoded)
     for r0 in range(0, h, _BAND_ROWS):
@@ -110,6 +122,32 @@ def apply(decoded: np.ndarray, layer: ColourLayer) -> np.ndarray:
         corr = (2 * b - g) * rows[:, col_idx[:, 0]] + g * rows[:, col_idx[:, 1]]  # (rows, W, 3)
         corr = (2 * corr + denominator) // (2 * denominator)  # rounded to whole levels
         out[r0:r1] = np.clip(decoded[r0:r1].astype(np.int64) + corr, 0, 255)
+    return out
+
+
+def _apply_guided(decoded: np.ndarray, grid: np.ndarray, means: np.ndarray, row_idx: np.ndarray,
+                  row_w: np.ndarray, col_idx: np.ndarray, col_w: np.ndarray, b: int) -> np.ndarray:
+    """Joint bilateral upsampling of the correction ``grid`` (1/256 levels) guided by the
+    decoded image and its block ``means``; every weight and sum an exact int64 (below 2^53:
+    bilinear weights 2^18, similarity 2^16, corrections 2^16, four terms)."""
+    h, w, _ = decoded.shape
+    out = np.empty_like(decoded)
+    for r0 in range(0, h, _BAND_ROWS):
+        r1 = min(h, r0 + _BAND_ROWS)
+        img = decoded[r0:r1].astype(np.int64)
+        num = np.zeros(img.shape, np.int64)
+        den = np.zeros((*img.shape[:2], 1), np.int64)
+        for a, wr in ((0, 2 * b - row_w[r0:r1]), (1, row_w[r0:r1])):
+            rows = row_idx[r0:r1, a]
+            for c, wc in ((0, 2 * b - col_w), (1, col_w)):
+                cols = col_idx[:, c]
+                d2 = ((img - means[rows][:, cols]) ** 2).sum(-1, keepdims=True)
+                weight = wr[:, None, None] * wc[None, :, None] * ((GUIDE_K << 16) // (GUIDE_K + d2))
+                num += weight * grid[rows][:, cols]
+                den += weight
+        denominator = den << _FRACTION_BITS  # never 0: a node of positive weight each way
+        corr = (2 * num + denominator) // (2 * denominator)
+        out[r0:r1] = np.clip(img + corr, 0, 255)
     return out
 
 

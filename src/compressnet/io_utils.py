@@ -23,8 +23,11 @@ def write_atomic(path: str | Path, data: bytes, force: bool = False) -> Path:
         raise OutputExistsError(17, "exists", str(path))
     if path.is_dir():
         raise IsADirectoryError(21, "is a directory", str(path))
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    except OSError as exc:  # name the output, not the hidden temporary file beside it
+        raise OSError(f"{path}: cannot write there ({exc.strerror or exc})") from None
     try:
         with os.fdopen(fd, "wb") as f:
             f.write(data)

@@ -65,6 +65,11 @@ def bundled_path(entry: ZooEntry) -> Path:
     return weights_dir() / entry.filename
 
 
+def realism_path(entry: ZooEntry) -> Path:
+    """The realism decoder bundled for a model's files (:mod:`compressnet.models.realism`)."""
+    return weights_dir() / f"{entry.name}.realism.safetensors"
+
+
 def is_bundled(entry: ZooEntry) -> bool:
     return bundled_path(entry).is_file()
 

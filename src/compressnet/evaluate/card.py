@@ -44,6 +44,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--data", required=True, help="evaluation folder (Kodak)")
     parser.add_argument("--out", default="docs/cards")
     parser.add_argument("--command", default="", help="the training command, for the record")
+    parser.add_argument("--no-perceptual", action="store_true",
+                        help="skip LPIPS and DISTS (two VGG16 passes a decoded image: most of the time)")
     parser.add_argument("--ship", action="store_true",
                         help="also write the results beside the bundled weights (for `compressnet models`)")
     args = parser.parse_args(argv)
@@ -51,7 +53,11 @@ def main(argv: list[str] | None = None) -> int:
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     files = learned.list_images(args.data)
-    results = learned.evaluate_codec(codec, files)
+    from compressnet import perceptual
+
+    why_not = "--no-perceptual" if args.no_perceptual else perceptual.unavailable()
+    scorer = None if why_not else perceptual.PerceptualScorer()
+    results = learned.evaluate_codec(codec, files, scorer=scorer)
     json_path, _ = learned.write_results(results, codec.name, out,
                                          description=f"{codec.name} on {args.data}, real file bytes")
     summary = learned.summarize(results)
@@ -89,8 +95,11 @@ def main(argv: list[str] | None = None) -> int:
         "",
         learned.format_table(summary),
         "",
+        "LPIPS-Alex, LPIPS-VGG and DISTS: lower is better (`compressnet.perceptual`)."
+        if scorer else f"LPIPS and DISTS not measured here ({why_not}).",
+        "",
         f"Regenerate: `python -m compressnet.evaluate.card {args.model} --data {args.data} --out {args.out}"
-        f"{' --ship' if args.ship else ''}`",
+        f"{' --no-perceptual' if args.no_perceptual else ''}{' --ship' if args.ship else ''}`",
         f"(results: `{json_path.name}`).",
         "",
         "## Decoded crops",

@@ -30,9 +30,14 @@ class ClassicalCodec:
     highest: int
     _encode: Callable[[Image.Image, int], bytes]
     note: str = ""
+    shrink: int = 1  # code a copy 1/shrink the size (Lanczos), enlarged again on decoding
 
     def encode(self, pixels: np.ndarray, setting: int) -> bytes:
-        return self._encode(Image.fromarray(pixels), setting)
+        image = Image.fromarray(pixels)
+        if self.shrink > 1:
+            h, w = pixels.shape[:2]
+            image = image.resize(shrunk_size(w, h, self.shrink), Image.LANCZOS)
+        return self._encode(image, setting)
 
     def memoized(self) -> ClassicalCodec:
         """A copy that remembers each setting's file: for several searches on ONE image."""
@@ -43,12 +48,21 @@ class ClassicalCodec:
                 memo[setting] = self._encode(image, setting)
             return memo[setting]
 
-        return ClassicalCodec(self.name, self.lowest, self.highest, encode, self.note)
+        return ClassicalCodec(self.name, self.lowest, self.highest, encode, self.note, self.shrink)
 
-    def decode(self, data: bytes) -> np.ndarray:
+    def decode(self, data: bytes, size: tuple[int, int] | None = None) -> np.ndarray:
+        """Decoded (H, W, 3) pixels; a shrunken copy is enlarged (Lanczos) to ``size``
+        (width, height), the photo's."""
         register_plugins()
         with Image.open(io.BytesIO(data)) as im:
-            return np.array(im.convert("RGB"))
+            image = im.convert("RGB")
+            if size is not None and image.size != tuple(size):
+                image = image.resize(tuple(size), Image.LANCZOS)
+            return np.array(image)
+
+
+def shrunk_size(width: int, height: int, shrink: int) -> tuple[int, int]:
+    return max(1, round(width / shrink)), max(1, round(height / shrink))
 
 
 def _save(fmt: str, **fixed) -> Callable[[Image.Image, int], bytes]:
@@ -75,6 +89,15 @@ CODECS: dict[str, ClassicalCodec] = {
     "hevc": ClassicalCodec("hevc", 0, 100, _save("HEIF"), note=BPG_NOTE),
     "jxl": ClassicalCodec("jxl", 1, 99, _save("JXL", effort=7)),  # libjxl refuses lossy q=100
 }
+# What users do when a codec cannot get small enough: shrink the photo, code it, enlarge it
+# again. Bytes are counted against the full-size photo's pixels.
+SHRINK_NOTE = "coded at 1/{0} of each side (Lanczos down and up); bpp over the full-size pixels"
+for _base in ("hevc", "avif"):
+    for _shrink in (2, 3):
+        _c = CODECS[_base]
+        CODECS[f"{_base}@1/{_shrink}"] = ClassicalCodec(
+            f"{_base}@1/{_shrink}", _c.lowest, _c.highest, _c._encode,
+            " ".join(filter(None, [_c.note, SHRINK_NOTE.format(_shrink)])), _shrink)
 
 
 def available(name: str) -> str | None:

@@ -39,22 +39,42 @@ class Row(NamedTuple):
     above_target: bool  # the codec's smallest file is above the target (its floor)
     encoding_time: float
     decoding_time: float
-    lpips: float = float("nan")
+    lpips_alex: float = float("nan")
+    lpips_vgg: float = float("nan")
     dists: float = float("nan")
 
 
+PERCEPTUAL_FIELDS = {"lpips-alex": "lpips_alex", "lpips-vgg": "lpips_vgg", "dists": "dists"}
+
+
 class Scorer:
-    """Optional perceptual metrics, built from the user's weight files (see perceptual.py)."""
+    """LPIPS-Alex, LPIPS-VGG and DISTS from the installed packages' weights (see
+    :mod:`compressnet.perceptual`), a user's own weight files in their place, and FID/KID
+    features from a user's extractor."""
 
     def __init__(self, lpips_backbone: str | None = None, lpips_lin: str | None = None,
                  dists_weights: str | None = None, fid_model: str | None = None) -> None:
+        from compressnet import perceptual as metrics
         from compressnet.evaluate import perceptual
 
         self.paths = (lpips_backbone, lpips_lin, dists_weights, fid_model)
-        self.lpips = perceptual.LPIPS(lpips_backbone, lpips_lin) if lpips_backbone and lpips_lin else None
-        self.dists = perceptual.DISTS(lpips_backbone, dists_weights) \
-            if lpips_backbone and dists_weights else None
+        chosen: dict = {}
+        if metrics.unavailable() is None:
+            chosen = {"lpips-alex": metrics.LPIPS("alex"), "lpips-vgg": metrics.LPIPS("vgg"),
+                      "dists": metrics.DISTS()}
+        if lpips_backbone and lpips_lin:
+            kind = metrics.backbone_kind(lpips_backbone)
+            chosen[f"lpips-{kind}"] = metrics.LPIPS(kind, lpips_backbone, lpips_lin)
+        if lpips_backbone and dists_weights:
+            chosen["dists"] = metrics.DISTS(lpips_backbone, dists_weights)
+        self.perceptual = metrics.PerceptualScorer(chosen) if chosen else None
         self.features = perceptual.FeatureExtractor(fid_model) if fid_model else None
+
+    def scores(self, pixels: np.ndarray, decoded: np.ndarray) -> dict[str, float]:
+        """Row fields (``lpips_alex``, ...) of the perceptual metrics available."""
+        if self.perceptual is None:
+            return {}
+        return {PERCEPTUAL_FIELDS[k]: round(v, 6) for k, v in self.perceptual(pixels, decoded).items()}
 
     def patch_features(self, pixels: np.ndarray) -> np.ndarray | None:
         from compressnet.evaluate.perceptual import patches
@@ -67,7 +87,16 @@ _SCORER: Scorer | None = None
 
 def _init_worker(paths: tuple) -> None:
     global _SCORER
-    _SCORER = Scorer(*paths) if any(paths) else None
+    _SCORER = Scorer(*paths)
+
+
+def scorer_tag(paths: tuple) -> str:
+    """What the cache keys on besides the codec: the metrics computed (a different set is a
+    different entry)."""
+    from compressnet import perceptual
+
+    built_in = "" if perceptual.unavailable() else "no-perceptual"
+    return "|".join(["metrics2", built_in, *(str(p) for p in paths if p)])
 
 
 def _measure(name: str, pixels: np.ndarray, data: bytes, decode, enc_time: float, point: str,
@@ -78,44 +107,59 @@ def _measure(name: str, pixels: np.ndarray, data: bytes, decode, enc_time: float
     h, w = pixels.shape[:2]
     s = _SCORER
     row = Row(name, image, point, setting, len(data), len(data) * 8 / (h * w), psnr(pixels, decoded),
-              ms_ssim(pixels, decoded), above, enc_time, dec_time,
-              s.lpips(pixels, decoded) if s and s.lpips else float("nan"),
-              s.dists(pixels, decoded) if s and s.dists else float("nan"))
+              ms_ssim(pixels, decoded), above, enc_time, dec_time, **(s.scores(pixels, decoded) if s else {}))
     return row, (s.patch_features(decoded) if s else None)
 
 
-def classical_rows(name: str, path: str, targets: tuple[float, ...]) -> list[tuple[Row, np.ndarray | None]]:
-    """All target points of one classical codec on one image (runs in a worker process)."""
+Budgets = tuple[tuple[str, int], ...]  # (point, the most bytes a file may have) per point
+
+
+def target_budgets(targets: tuple[float, ...], height: int, width: int) -> Budgets:
+    return tuple((f"{t:.3f}", int(t * height * width // 8)) for t in targets)
+
+
+def classical_rows(name: str, path: str, targets: tuple[float, ...] = (), budgets: Budgets = ()
+                   ) -> list[tuple[Row, np.ndarray | None]]:
+    """One classical codec on one image (runs in a worker process), at each target bpp or
+    each byte budget (``budgets``: a learned model's file sizes for this image)."""
+    import functools
+
     import torch
 
     torch.set_num_threads(1)
     codec = classical.CODECS[name].memoized()  # the targets' searches share many settings
     pixels = open_image(path)
     h, w = pixels.shape[:2]
+    decode = functools.partial(codec.decode, size=(w, h))
     rows = []
-    for target in targets:
+    for point, max_bytes in budgets or target_budgets(targets, h, w):
         t0 = time.perf_counter()
-        match = classical.largest_under(codec, pixels, int(target * h * w // 8))
+        match = classical.largest_under(codec, pixels, max_bytes)
         enc_time = time.perf_counter() - t0
-        rows.append(_measure(name, pixels, match.data, codec.decode, enc_time, f"{target:.3f}",
+        rows.append(_measure(name, pixels, match.data, decode, enc_time, point,
                              match.setting, not match.fits, Path(path).name))  # (row, features)
     return rows
 
 
-def learned_name(codec, refine: int = 0) -> str:
-    """Rows of a refined encoder are their own curve: ``sae-spn-lite+refine10``."""
+def learned_name(codec, refine: int = 0, realism: float = 0.0) -> str:
+    """Rows of a refined encoder or another decoder are their own curve:
+    ``sae-spn-lite+refine10``, ``sae-spn-lite@realism1``."""
     name = codec.name if codec.writes_colour_layer else f"{codec.name}-no-colour-layer"
-    return f"{name}+refine{refine}" if refine else name
+    name = f"{name}+refine{refine}" if refine else name
+    return f"{name}@realism{realism:g}" if realism else name
 
 
-def learned_rows(codec, path: Path, qualities: list[int], refine: int = 0
+def learned_rows(codec, path: Path, qualities: list[int], refine: int = 0, realism: float = 0.0
                  ) -> list[tuple[Row, np.ndarray | None]]:
+    import functools
+
     pixels = open_image(path)
+    decode = functools.partial(codec.decompress_array, realism=realism)
     rows = []
     for q in qualities:
         t0 = time.perf_counter()
         data = codec.compress(pixels, quality=q, refine=refine)
-        rows.append(_measure(learned_name(codec, refine), pixels, data, codec.decompress_array,
+        rows.append(_measure(learned_name(codec, refine, realism), pixels, data, decode,
                              time.perf_counter() - t0, f"q{q}", q, False, path.name))
     return rows
 
@@ -129,7 +173,8 @@ class Cache:
 
     def _path(self, codec: str, image: Path, key: str) -> Path:
         ident = f"{image.resolve()}|{image.stat().st_size}|{key}|{self.tag}"
-        return self.root / codec / f"{image.stem}-{hashlib.sha1(ident.encode()).hexdigest()[:16]}.json"
+        digest = hashlib.sha1(ident.encode()).hexdigest()[:16]
+        return self.root / file_stem(codec) / f"{image.stem}-{digest}.json"
 
     def get(self, codec: str, image: Path, key: str) -> list[tuple[Row, np.ndarray | None]] | None:
         path = self._path(codec, image, key)
@@ -153,14 +198,27 @@ class Cache:
 Items = list[tuple[Row, "np.ndarray | None"]]
 
 
+def file_stem(codec: str) -> str:
+    """A codec's name as a file name: ``hevc@1/2`` -> ``hevc@1-2``."""
+    return codec.replace("/", "-")
+
+
 def run_classical(names: list[str], files: list[Path], targets: tuple[float, ...], cache: Cache,
-                  workers: int | None = None, progress: bool = True, scorer_paths: tuple = ()) -> Items:
-    key = "targets:" + ",".join(f"{t:.4f}" for t in targets)
+                  workers: int | None = None, progress: bool = True, scorer_paths: tuple = (),
+                  budgets: dict[str, Budgets] | None = None) -> Items:
+    """Classical codecs at each target bpp, or, with ``budgets`` (image name -> budgets), at
+    each of the image's byte budgets."""
+
+    def key_of(f: Path) -> str:
+        if budgets is not None:
+            return "bytes:" + ",".join(f"{p}={b}" for p, b in budgets[f.name])
+        return "targets:" + ",".join(f"{t:.4f}" for t in targets)
+
     items: Items = []
     todo = []
     for name in names:
         for f in files:
-            cached = cache.get(name, f, key)
+            cached = cache.get(name, f, key_of(f))
             if cached is None:
                 todo.append((name, f))
             else:
@@ -172,11 +230,13 @@ def run_classical(names: list[str], files: list[Path], targets: tuple[float, ...
     # spawn, not fork: a forked child of a process that has used torch's OpenMP pool can hang
     with ProcessPoolExecutor(max_workers=workers, initializer=_init_worker, initargs=(tuple(scorer_paths),),
                              mp_context=multiprocessing.get_context("spawn")) as pool:
-        futures = {pool.submit(classical_rows, name, str(f), targets): (name, f) for name, f in todo}
+        futures = {pool.submit(classical_rows, name, str(f), targets,
+                               budgets[f.name] if budgets is not None else ()): (name, f)
+                   for name, f in todo}
         for future in futures:
             name, f = futures[future]
             result = future.result()
-            cache.put(name, f, key, result)
+            cache.put(name, f, key_of(f), result)
             items += result
             bar.update(1)
     bar.close()
@@ -184,17 +244,19 @@ def run_classical(names: list[str], files: list[Path], targets: tuple[float, ...
 
 
 def run_learned(codec, files: list[Path], qualities: list[int], cache: Cache,
-                progress: bool = True, scorer_paths: tuple = (), refine: int = 0) -> Items:
-    global _SCORER
-    name = learned_name(codec, refine)
+                progress: bool = True, scorer_paths: tuple = (), refine: int = 0,
+                realism: float = 0.0) -> Items:
+    name = learned_name(codec, refine, realism)
     key = f"{codec.fingerprint.hex()}:v{codec.version_written()}:" + ",".join(map(str, qualities))
+    if realism:
+        key += f":realism{realism:g}:{codec.realism_digest}"
     items: Items = []
     for f in tqdm(files, desc=name, disable=not progress, unit="img"):
         cached = cache.get(name, f, key)
         if cached is None:
-            if any(scorer_paths) and _SCORER is None:
+            if _SCORER is None:
                 _init_worker(tuple(scorer_paths))
-            cached = learned_rows(codec, f, qualities, refine)
+            cached = learned_rows(codec, f, qualities, refine, realism)
             cache.put(name, f, key, cached)
         items += cached
     return items
@@ -235,8 +297,8 @@ def summarize(rows: list[Row], distribution: dict | None = None) -> dict[str, di
             res["encoding_time"].append(float(np.mean([r.encoding_time for r in sel])))
             res["decoding_time"].append(float(np.mean([r.decoding_time for r in sel])))
             res["above-target"].append(sum(r.above_target for r in sel))
-            for metric in ("lpips", "dists"):
-                values = [getattr(r, metric) for r in sel]
+            for metric, field in PERCEPTUAL_FIELDS.items():
+                values = [getattr(r, field) for r in sel]
                 if not np.isnan(values).all():
                     res.setdefault(metric, []).append(float(np.nanmean(values)))
             for metric, value in distribution.get((name, p), {}).items():
@@ -255,7 +317,7 @@ def write_outputs(rows: list[Row], out_dir: Path, distribution: dict | None = No
     out_dir.mkdir(parents=True, exist_ok=True)
     paths = []
     for name, doc in summarize(rows, distribution).items():
-        path = out_dir / f"{name}.json"
+        path = out_dir / f"{file_stem(name)}.json"
         path.write_text(json.dumps(doc, indent=2) + "\n")
         paths.append(path)
     with (out_dir / "per-image.csv").open("w", newline="") as f:
@@ -265,12 +327,23 @@ def write_outputs(rows: list[Row], out_dir: Path, distribution: dict | None = No
     return paths
 
 
-def format_table(docs: dict[str, dict]) -> str:
-    lines = ["| codec | point | bpp | PSNR (dB) | MS-SSIM | images above target |",
-             "|---|---|---|---|---|---|"]
+def format_table(docs: dict[str, dict], by_point: bool = False) -> str:
+    """A markdown table of the means: one row per codec and point (``by_point``: grouped by
+    point, as an equal-bytes comparison reads). LPIPS and DISTS columns where measured."""
+    extra = [m for m in PERCEPTUAL_FIELDS if any(m in d["results"] for d in docs.values())]
+    heads = ["codec", "point", "bpp", "PSNR (dB)", "MS-SSIM", *(m.upper() for m in extra),
+             "images above target"]
+    rows = []
     for name, doc in docs.items():
         r = doc["results"]
         for i in range(len(r["bpp"])):
-            lines.append(f"| {name} | {r['point'][i]} | {r['bpp'][i]:.4f} | {r['psnr-rgb'][i]:.2f} | "
-                         f"{r['ms-ssim-rgb'][i]:.4f} | {r['above-target'][i] or ''} |")
+            cells = [name, r["point"][i], f"{r['bpp'][i]:.4f}", f"{r['psnr-rgb'][i]:.2f}",
+                     f"{r['ms-ssim-rgb'][i]:.4f}", *(f"{r[m][i]:.4f}" for m in extra),
+                     str(r["above-target"][i] or "")]
+            rows.append(cells)
+    if by_point:
+        order = list(dict.fromkeys(c[1] for c in rows))
+        rows.sort(key=lambda c: order.index(c[1]))  # stable: codecs keep their order
+    lines = ["| " + " | ".join(heads) + " |", "|" + "---|" * len(heads)]
+    lines += ["| " + " | ".join(c) + " |" for c in rows]
     return "\n".join(lines)

@@ -1,4 +1,5 @@
-"""Rate-distortion plots (PSNR and MS-SSIM against bpp) from CompressAI-format JSON files."""
+"""Rate-distortion plots (PSNR and MS-SSIM against bpp, and LPIPS and DISTS where measured)
+from CompressAI-format JSON files."""
 
 from __future__ import annotations
 
@@ -6,6 +7,9 @@ import json
 from pathlib import Path
 
 SCHEMA_KEYS = ("bpp", "psnr-rgb", "ms-ssim-rgb")
+PANELS = (("psnr-rgb", "PSNR (dB), higher is better"), ("ms-ssim-rgb", "MS-SSIM, higher is better"),
+          ("lpips-alex", "LPIPS-Alex, lower is better"), ("lpips-vgg", "LPIPS-VGG, lower is better"),
+          ("dists", "DISTS, lower is better"))
 
 
 def load_results(path: str | Path) -> dict:
@@ -27,7 +31,8 @@ def load_results(path: str | Path) -> dict:
 def plot_rd(paths: list[str | Path], output: str | Path, log_x: bool = False,
             max_bpp: float | None = None, title: str = "Rate-distortion",
             references: list[str | Path] = ()) -> Path:
-    """Two panels, PSNR and MS-SSIM against bpp; one line per file.
+    """PSNR and MS-SSIM against bpp, and a panel for each perceptual metric that some file
+    has; one line per file.
 
     ``references`` (published curves) are drawn thin and dashed.  A hollow marker is
     a matched-rate point where some images could not get down to the target.
@@ -39,7 +44,14 @@ def plot_rd(paths: list[str | Path], output: str | Path, log_x: bool = False,
 
     docs = [(load_results(p), False) for p in paths] + [(load_results(p), True) for p in references]
     colours = plt.get_cmap("tab20").colors
-    fig, axes = plt.subplots(1, 2, figsize=(12, 4.8))
+    panels = [(k, label) for k, label in PANELS
+              if k in SCHEMA_KEYS or any(doc["results"].get(k) for doc, _ in docs)]
+    cols = min(3, len(panels))
+    rows = -(-len(panels) // cols)
+    fig, grid = plt.subplots(rows, cols, figsize=(6 * cols if cols < 3 else 17, 4.8 * rows), squeeze=False)
+    axes = list(grid.flat)
+    for ax in axes[len(panels):]:
+        ax.set_axis_off()
     for n, (doc, is_ref) in enumerate(docs):
         r = doc["results"]
         in_range = [(b, i) for i, b in enumerate(r["bpp"]) if max_bpp is None or b <= max_bpp]
@@ -51,7 +63,7 @@ def plot_rd(paths: list[str | Path], output: str | Path, log_x: bool = False,
         style = dict(color=colours[(2 * n + n // 10) % 20],
                      linestyle="--" if is_ref else "-", linewidth=1.0 if is_ref else 2.0)
         above = r.get("above-target") or [0] * len(r["bpp"])
-        for ax, key in zip(axes, ("psnr-rgb", "ms-ssim-rgb")):
+        for ax, (key, _) in zip(axes, panels):
             if not r.get(key):
                 continue
             ys = [r[key][i] for i in idx]
@@ -60,7 +72,7 @@ def plot_rd(paths: list[str | Path], output: str | Path, log_x: bool = False,
                 for x, y, i in zip(bpp, ys, idx):
                     ax.plot([x], [y], marker="o", color=style["color"],
                             markerfacecolor="white" if above[i] else style["color"])
-    for ax, ylabel in zip(axes, ("PSNR (dB)", "MS-SSIM")):
+    for ax, (_, ylabel) in zip(axes, panels):
         ax.set_xlabel("bits per pixel")
         ax.set_ylabel(ylabel)
         ax.grid(True, alpha=0.3)

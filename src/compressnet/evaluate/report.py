@@ -18,7 +18,7 @@ from compressnet.image import open_image
 from compressnet.metrics import ms_ssim, psnr
 
 CROP = 256
-SIDE_BY_SIDE = ("hevc", "avif", "jpeg")
+SIDE_BY_SIDE = ("hevc", "avif", "hevc@1/2", "avif@1/2", "jpeg")
 
 
 def _png_uri(pixels: np.ndarray) -> str:
@@ -61,39 +61,51 @@ class Crop(NamedTuple):
     psnr: float = 0.0
     ms_ssim: float = 0.0
     fits: bool = True  # False: even the codec's smallest file is above CompressNet's
+    perceptual: dict[str, float] | None = None  # LPIPS-Alex, LPIPS-VGG, DISTS where measured
 
     @property
     def label(self) -> str:
         if not self.bytes:
             return self.name
+        extra = "".join(f", {k.upper()} {v:.3f}" for k, v in (self.perceptual or {}).items()
+                        if k != "lpips-alex")
         return (f"{self.name}: {self.bytes} B, {self.bpp:.3f} bpp, {self.psnr:.2f} dB, MS-SSIM "
-                f"{self.ms_ssim:.3f}" + ("" if self.fits else " (its smallest file is larger)"))
+                f"{self.ms_ssim:.3f}{extra}" + ("" if self.fits else " (its smallest file is larger)"))
 
 
-def equal_size_crops(codec, pixels: np.ndarray, quality: int, codecs=SIDE_BY_SIDE) -> list[Crop]:
-    """Centre crops of the original, CompressNet at ``quality``, and each classical codec at
-    the largest file not above CompressNet's (the HTML report's panels, the README's figure)."""
+def equal_size_crops(codec, pixels: np.ndarray, quality: int, codecs=SIDE_BY_SIDE,
+                     scorer=None) -> list[Crop]:
+    """Centre crops of the original, CompressNet at ``quality`` (with each decoder it has:
+    faithful, and realism 1 where there is a realism decoder), and each classical codec at the
+    largest file not above CompressNet's (the HTML report's panels, the README's figure).
+    ``scorer`` (:class:`compressnet.perceptual.PerceptualScorer`) adds LPIPS and DISTS."""
     h, w = pixels.shape[:2]
 
     def crop(name: str, size: int, decoded: np.ndarray, fits: bool = True) -> Crop:
         return Crop(name, _crop(decoded), size, size * 8 / (h * w), psnr(pixels, decoded),
-                    ms_ssim(pixels, decoded), fits)
+                    ms_ssim(pixels, decoded), fits, scorer(pixels, decoded) if scorer else None)
 
     data = codec.compress(pixels, quality=quality)
     crops = [Crop("original", _crop(pixels)),
-             crop(f"{codec.name} q{quality}", len(data), codec.decompress_array(data))]
+             crop(f"{codec.name} q{quality}" + (", realism 0" if codec.realism else ""), len(data),
+                  codec.decompress_array(data))]
+    if codec.realism:
+        crops.append(crop(f"{codec.name} q{quality}, realism 1", len(data),
+                          codec.decompress_array(data, realism=1.0)))
     for name in codecs:
         if classical.available(name):
             continue
         match = classical.largest_under(classical.CODECS[name], pixels, len(data))
-        crops.append(crop(name, len(match.data), classical.CODECS[name].decode(match.data), match.fits))
+        decoded = classical.CODECS[name].decode(match.data, size=(w, h))
+        crops.append(crop(name, len(match.data), decoded, match.fits))
     return crops
 
 
-def image_panels(codec, files: list[Path], quality: int) -> list[tuple[str, list[tuple[str, str]]]]:
+def image_panels(codec, files: list[Path], quality: int, scorer=None
+                 ) -> list[tuple[str, list[tuple[str, str]]]]:
     """Per image: :func:`equal_size_crops` as (caption, PNG data URI) pairs."""
     return [(path.name, [(crop.label, _png_uri(crop.pixels))
-                         for crop in equal_size_crops(codec, open_image(path), quality)])
+                         for crop in equal_size_crops(codec, open_image(path), quality, scorer=scorer)])
             for path in files]
 
 
@@ -107,13 +119,16 @@ def write_report(out: Path, docs: dict[str, dict], plot_png: Path, anchor: str |
              "<h1>Rate-distortion report</h1>",
              f"<img alt='rate-distortion plot' src='{_file_uri(plot_png)}' style='max-width:100%'>"]
     parts += [f"<p>{e(n)}</p>" for n in notes]
+    extra = [m for m in ("lpips-alex", "lpips-vgg", "dists") if any(m in d["results"] for d in docs.values())]
     parts.append("<h2>Mean results</h2><table><tr><th>codec</th><th>point</th><th>bpp</th>"
-                 "<th>PSNR</th><th>MS-SSIM</th><th>images above target</th></tr>")
+                 "<th>PSNR</th><th>MS-SSIM</th>" + "".join(f"<th>{m.upper()}</th>" for m in extra)
+                 + "<th>images above target</th></tr>")
     for name, doc in docs.items():
         r = doc["results"]
         for i in range(len(r["bpp"])):
+            cells = "".join(f"<td>{r[m][i]:.4f}</td>" if m in r else "<td></td>" for m in extra)
             parts.append(f"<tr><td>{e(name)}</td><td>{e(str(r['point'][i]))}</td><td>{r['bpp'][i]:.4f}</td>"
-                         f"<td>{r['psnr-rgb'][i]:.2f}</td><td>{r['ms-ssim-rgb'][i]:.4f}</td>"
+                         f"<td>{r['psnr-rgb'][i]:.2f}</td><td>{r['ms-ssim-rgb'][i]:.4f}</td>{cells}"
                          f"<td>{r['above-target'][i] or ''}</td></tr>")
     parts.append("</table>")
     if anchor and anchor in docs:

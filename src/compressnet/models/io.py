@@ -54,6 +54,31 @@ def _fingerprint(config_json: str, arrays: dict[str, np.ndarray], exclude: tuple
     return digest.digest()[:8]
 
 
+def read_arrays(path: Path, fmt: str, noun: str, kind: str) -> tuple[dict[str, np.ndarray], dict[str, str]]:
+    """The arrays and metadata of a safetensors file whose ``format`` metadata is ``fmt``; one
+    clear error otherwise ("no such {noun}", "not {kind}")."""
+    try:
+        with safe_open(str(path), framework="numpy") as f:
+            meta = f.metadata() or {}
+        arrays = np_load_file(str(path))
+    except FileNotFoundError:
+        raise FileNotFoundError(f"{path}: no such {noun}") from None
+    except Exception as exc:  # safetensors raises its own error types
+        raise ValueError(f"{path}: not {kind} ({exc})") from None
+    if meta.get("format") != fmt:
+        raise ValueError(f"{path}: not {kind} (format {meta.get('format')!r})")
+    return arrays, meta
+
+
+def write_arrays(path: str | Path, arrays: dict[str, np.ndarray], meta: dict[str, str]) -> Path:
+    """Write a safetensors file atomically (a temporary file renamed into place)."""
+    path = Path(path)
+    tmp = path.with_name(path.name + ".tmp")
+    np_save_file(arrays, str(tmp), metadata=meta)
+    tmp.replace(path)
+    return path
+
+
 def export_weights(model: CompressNetModel, path: str | Path, extra: dict[str, str] | None = None,
                    dtype: np.dtype = np.float16,
                    latent_models: dict[str, np.ndarray] | None = None) -> bytes:
@@ -68,10 +93,7 @@ def export_weights(model: CompressNetModel, path: str | Path, extra: dict[str, s
     arrays.update(latent_models or {})
     config_json = model.cfg.to_json()
     meta = {"format": WEIGHTS_FORMAT, "config": config_json, **(extra or {})}
-    path = Path(path)
-    tmp = path.with_name(path.name + ".tmp")
-    np_save_file(arrays, str(tmp), metadata=meta)
-    tmp.replace(path)
+    write_arrays(path, arrays, meta)
     return _fingerprint(config_json, arrays)
 
 
@@ -91,16 +113,7 @@ def copy_without(path: str | Path, out: str | Path, names: tuple[str, ...] = (),
 def load_weights(path: str | Path) -> LoadedModel:
     """Load a weights file written by :func:`export_weights`, as float32 in eval mode."""
     path = Path(path)
-    try:
-        with safe_open(str(path), framework="numpy") as f:
-            meta = f.metadata() or {}
-        arrays = np_load_file(str(path))
-    except FileNotFoundError:
-        raise FileNotFoundError(f"{path}: no such weights file") from None
-    except Exception as exc:  # safetensors raises its own error types
-        raise ValueError(f"{path}: not a CompressNet weights file ({exc})") from None
-    if meta.get("format") != WEIGHTS_FORMAT:
-        raise ValueError(f"{path}: not a CompressNet weights file (format {meta.get('format')!r})")
+    arrays, meta = read_arrays(path, WEIGHTS_FORMAT, "weights file", "a CompressNet weights file")
     cfg = ModelConfig.from_json(meta["config"])
     model = CompressNetModel(cfg)
     state = {k: torch.from_numpy(v.astype(np.float32)) for k, v in arrays.items()

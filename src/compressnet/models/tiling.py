@@ -29,7 +29,7 @@ from concurrent.futures import ThreadPoolExecutor
 from typing import NamedTuple
 
 import torch
-from torch import Tensor
+from torch import Tensor, nn
 
 from compressnet.models.arithmetic import Float32
 from compressnet.models.autoencoder import DOWNSAMPLING, CompressNetModel, EncoderOutput
@@ -92,11 +92,13 @@ def encoder_halo(cfg: ModelConfig) -> int:
 
 
 def decode_tiles(model: CompressNetModel, y_hat: Tensor, switches: dict[int, Tensor] | None,
-                 ar: Float32, tile: int = TILE) -> Iterator[tuple[tuple[slice, slice], Tensor]]:
+                 ar: Float32, tile: int = TILE, decoder: nn.Module | None = None
+                 ) -> Iterator[tuple[tuple[slice, slice], Tensor]]:
     """The decoded image of latent ``y_hat`` (1, C, h, w), tile by tile: pairs of the tile's
     place in the (padded) image and its pixels (1, 3, rows, cols), as the whole decoder would
-    compute them (bit-identical in the exact arithmetic). ``switches``: the sent ones (SWWAE)."""
-    decoder = model.decoder
+    compute them (bit-identical in the exact arithmetic). ``switches``: the sent ones (SWWAE).
+    ``decoder``: another decoder of the model's shape (a realism decoder) instead of its own."""
+    decoder = decoder or model.decoder
     trunk = decoder.trunk(y_hat, ar)
     halo = decoder_halo(model.cfg)
     for t in tiles(*trunk.shape[-2:], halo, tile):

@@ -24,6 +24,8 @@ OptInt = Annotated[int | None, Form(description="quality, 1 = lowest rate (defau
 OptFloat = Annotated[float | None,
                      Form(description="highest quality (then finest colour blocks) whose file fits this bpp")]
 Flag = Annotated[bool, Form(description="also match HEVC, AVIF and JPEG to the file size")]
+Realism = Annotated[float | None, Form(description=(
+    "decoder: 0 faithful (smooth), 1 realism (sharp), between a blend; default the model's"))]
 Refine = Annotated[int, Form(description=(
     f"steps of encoder-side search, 0 to {MAX_REFINE}: a better image in a file no larger, "
     "slower (10 steps: about 17 s for a 768x512 photo on 2 cores); up to 4 megapixels"))]
@@ -66,7 +68,7 @@ def create_app(model: str = zoo.DEFAULT_MODEL, max_upload: int = DEFAULT_MAX_UPL
         return data
 
     def compress_job(request_data: bytes, name: str, quality: int | None, target_bpp: float | None,
-                     compare: bool, refine: int):
+                     compare: bool, refine: int, realism: float | None = None):
         if quality is not None and quality not in codec.qualities:
             raise HTTPException(400, f"quality must be between 1 and {len(codec.qualities)}")
         if target_bpp is not None and not 0 < target_bpp < 24:
@@ -74,8 +76,8 @@ def create_app(model: str = zoo.DEFAULT_MODEL, max_upload: int = DEFAULT_MAX_UPL
         if not 0 <= refine <= MAX_REFINE:
             raise HTTPException(400, f"refine must be between 0 and {MAX_REFINE} steps")
         return runner.submit(lambda progress: compress_upload(
-            codec, request_data, name, quality, target_bpp, compare, max_pixels, progress, refine),
-            _error)
+            codec, request_data, name, quality, target_bpp, compare, max_pixels, progress, refine,
+            realism), _error)
 
     async def finished(job: Job) -> dict:
         """A job's result once the pool has run it, or its error as the HTTP answer."""
@@ -93,23 +95,25 @@ def create_app(model: str = zoo.DEFAULT_MODEL, max_upload: int = DEFAULT_MAX_UPL
         return {"default": codec.name, "qualities": list(codec.qualities),
                 "default_quality": codec.default_quality,
                 "channels": [codec.channels_sent(q) for q in codec.qualities],
+                "realism": codec.realism is not None, "default_realism": codec.default_realism,
                 "bundled": [e.name for e in zoo.REGISTRY if zoo.is_bundled(e)],
                 "limits": {"max_upload_bytes": max_upload, "max_pixels": max_pixels}}
 
     @app.post("/api/compress", summary="Compress an image; compare with HEVC, AVIF and JPEG")
     async def compress(request: Request, file: Upload, quality: OptInt = None, target_bpp: OptFloat = None,
-                       compare: Flag = True, refine: Refine = 0) -> dict:
+                       compare: Flag = True, refine: Refine = 0, realism: Realism = None) -> dict:
         data = await read_upload(request, file)
         return await finished(compress_job(data, file.filename or "upload", quality, target_bpp,
-                                           compare, refine))
+                                           compare, refine, realism))
 
     @app.post("/api/jobs/compress", status_code=202, summary="Start a compression; poll its progress")
     async def compress_async(request: Request, file: Upload, quality: OptInt = None,
                              target_bpp: OptFloat = None, compare: Flag = True,
-                             refine: Refine = 0) -> dict:
+                             refine: Refine = 0, realism: Realism = None) -> dict:
         data = await read_upload(request, file)
         try:
-            job = compress_job(data, file.filename or "upload", quality, target_bpp, compare, refine)
+            job = compress_job(data, file.filename or "upload", quality, target_bpp, compare, refine,
+                               realism)
         except OverflowError as exc:
             raise HTTPException(503, str(exc)) from None
         return {"id": job.id}
@@ -122,15 +126,15 @@ def create_app(model: str = zoo.DEFAULT_MODEL, max_upload: int = DEFAULT_MAX_UPL
         return job.public()
 
     @app.post("/api/decompress", summary="Decode a .cnet file")
-    async def decompress(request: Request, file: Upload) -> dict:
+    async def decompress(request: Request, file: Upload, realism: Realism = None) -> dict:
         data = await read_upload(request, file)
-        return await finished(runner.submit(lambda progress: decompress_upload(data, codec, decoders),
-                                            _error))
+        return await finished(runner.submit(
+            lambda progress: decompress_upload(data, codec, decoders, realism, max_pixels), _error))
 
     @app.post("/api/preview", summary="The coarse colours a .cnet file starts with, without decoding it")
     async def preview(request: Request, file: Upload) -> dict:
         data = await read_upload(request, file)
-        return await finished(runner.submit(lambda progress: preview_upload(data), _error))
+        return await finished(runner.submit(lambda progress: preview_upload(data, max_pixels), _error))
 
     @app.exception_handler(HTTPException)
     async def http_error(request: Request, exc: HTTPException) -> JSONResponse:

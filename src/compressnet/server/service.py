@@ -15,7 +15,7 @@ from compressnet.evaluate import classical
 from compressnet.image import ImageError, decode_image_bytes
 from compressnet.metrics import ms_ssim, psnr
 
-COMPARED = ("hevc", "avif", "jpeg")
+COMPARED = ("hevc", "avif", "hevc@1/2", "avif@1/2", "jpeg")
 
 
 class UploadError(ValueError):
@@ -41,9 +41,15 @@ def _scores(original: np.ndarray, decoded: np.ndarray, size: int) -> dict:
 
 def compress_upload(codec: Codec, data: bytes, name: str, quality: int | None, target_bpp: float | None,
                     compare: bool, max_pixels: int, progress: Callable[[float, str], None],
-                    refine: int = 0) -> dict:
-    """Compress an uploaded image (``refine`` steps of encoder-side search, 0 for none); with
-    ``compare``, HEVC, AVIF and JPEG at the closest size not above CompressNet's file."""
+                    refine: int = 0, realism: float | None = None) -> dict:
+    """Compress an uploaded image (``refine`` steps of encoder-side search, 0 for none) and
+    decode it at ``realism`` (None: the model's default); with ``compare``, HEVC, AVIF and JPEG
+    (and HEVC and AVIF at half size) at the closest size not above CompressNet's file."""
+    realism = codec.default_realism if realism is None else realism
+    try:
+        codec._check_realism(realism)
+    except CodecError as exc:
+        raise UploadError(str(exc)) from None
     progress(0.05, "reading the image")
     try:
         pixels = decode_image_bytes(data, name, max_pixels)
@@ -65,9 +71,9 @@ def compress_upload(codec: Codec, data: bytes, name: str, quality: int | None, t
     except CodecError as exc:
         raise UploadError(str(exc)) from None
     progress(0.45, "decoding")
-    decoded = codec.decompress_array(result.data)
+    decoded = codec.decompress_array(result.data, realism=realism)
     out = {"name": name, "width": w, "height": h, "model": codec.name, "quality": result.quality,
-           "refine": refine,
+           "refine": refine, "realism": realism,
            **_scores(pixels, decoded, len(result.data)),
            "cnet": base64.b64encode(result.data).decode(), "decoded": png_data_uri(decoded),
            "original": png_data_uri(pixels), "comparisons": []}
@@ -78,17 +84,26 @@ def compress_upload(codec: Codec, data: bytes, name: str, quality: int | None, t
                 continue
             codec_c = classical.CODECS[cname].memoized()
             match = classical.largest_under(codec_c, pixels, len(result.data))
-            decoded_c = codec_c.decode(match.data)
+            decoded_c = codec_c.decode(match.data, size=(w, h))
             out["comparisons"].append({"codec": cname, "fits": match.fits, "setting": match.setting,
                                        **_scores(pixels, decoded_c, len(match.data)),
                                        "image": png_data_uri(decoded_c)})
     return out
 
 
-def preview_upload(data: bytes) -> dict:
+def _check_pixels(header: bitstream.Header, max_pixels: int | None) -> None:
+    """The server's pixel limit applies to what a file declares too: a 4-kilobyte ``.cnet`` of a
+    flat 20-megapixel image would otherwise keep a worker decoding for minutes."""
+    if max_pixels is not None and header.width * header.height > max_pixels:
+        raise UploadError(f"the file's image is {header.width}x{header.height}, above this server's "
+                          f"limit of {max_pixels:,} pixels", 413)
+
+
+def preview_upload(data: bytes, max_pixels: int | None = None) -> dict:
     """The coarse colours an uploaded ``.cnet`` file starts with (no network run)."""
     try:
         header, _ = bitstream.unpack(data)
+        _check_pixels(header, max_pixels)
         pixels = preview_array(data)
     except bitstream.BitstreamError as exc:
         raise UploadError(str(exc)) from None
@@ -96,20 +111,24 @@ def preview_upload(data: bytes) -> dict:
             "preview": png_data_uri(pixels)}
 
 
-def decompress_upload(data: bytes, default: Codec, codecs: dict[int, Codec]) -> dict:
-    """Decode an uploaded ``.cnet`` file with the bundled model its header names."""
+def decompress_upload(data: bytes, default: Codec, codecs: dict[int, Codec],
+                      realism: float | None = None, max_pixels: int | None = None) -> dict:
+    """Decode an uploaded ``.cnet`` file with the bundled model its header names, at
+    ``realism`` (None: that model's default)."""
     try:
         header, _ = bitstream.unpack(data)
+        _check_pixels(header, max_pixels)
         if header.model_id == default.model_id:  # its fingerprint is checked on decoding
             codec = default
         else:
             if header.model_id not in codecs:
                 codecs[header.model_id] = load_for_header(data)
             codec = codecs[header.model_id]
-        pixels = codec.decompress_array(data)
+        realism = codec.default_realism if realism is None else realism
+        pixels = codec.decompress_array(data, realism=realism)
     except (bitstream.BitstreamError, CodecError) as exc:
         raise UploadError(str(exc)) from None
     bpp = len(data) * 8 / (header.width * header.height)
     return {"model": codec.name, "quality": header.quality, "width": header.width,
             "height": header.height, "bytes": len(data), "bpp": bpp, "format_version": header.version,
-            "decoded": png_data_uri(pixels)}
+            "realism": realism, "decoded": png_data_uri(pixels)}
