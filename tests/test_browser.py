@@ -69,7 +69,7 @@ def test_upload_a_kodak_crop_and_compare(server_url, tmp_path):
         assert 100 < cnet_bytes < 512 * 384 * 0.15 / 8 * 2
         cards = page.query_selector_all(".card")
         assert [c.get_attribute("data-codec") for c in cards] == \
-            ["original", "compressnet", "hevc", "avif", "jpeg"]
+            ["original", "compressnet", "hevc", "avif", "hevc@1/2", "avif@1/2", "jpeg"]
         for card in cards[2:]:
             stats = card.query_selector(".stats").text_content()
             shown = int(stats.split(" bytes")[0].replace(",", ""))
@@ -81,7 +81,7 @@ def test_upload_a_kodak_crop_and_compare(server_url, tmp_path):
             const d = c.getContext('2d').getImageData(0, 0, c.width, c.height).data;
             let s = 0; for (let i = 0; i < d.length; i += 4) s += d[i] + d[i + 1] + d[i + 2];
             return s; })""")
-        assert len(drawn) == 5 and all(v > 0 for v in drawn)  # every zoomed crop rendered
+        assert len(drawn) == 7 and all(v > 0 for v in drawn)  # every zoomed crop rendered
         assert page.get_attribute("#dl-cnet", "download") == "kodim23.cnet"
         page.fill("#slider", "80")
         shot = tmp_path / "serve.png"

@@ -230,7 +230,7 @@ def test_version(capsys):
         cli.main(["--version"])
     assert exit_.value.code == 0
     out = capsys.readouterr().out
-    assert out.startswith(f"compressnet {compressnet.__version__} ") and "writes 7" in out
+    assert out.startswith(f"compressnet {compressnet.__version__} ") and "writes 9" in out
 
 
 def test_small_gaps_in_the_command_line(spn_weights, tmp_path, capsys, monkeypatch):
