@@ -254,7 +254,7 @@ def run_learned(codec, files: list[Path], qualities: list[int], cache: Cache,
     for f in tqdm(files, desc=name, disable=not progress, unit="img"):
         cached = cache.get(name, f, key)
         if cached is None:
-            if _SCORER is None:
+            if _SCORER is None or _SCORER.paths != tuple(scorer_paths):  # built for these files
                 _init_worker(tuple(scorer_paths))
             cached = learned_rows(codec, f, qualities, refine, realism)
             cache.put(name, f, key, cached)
