@@ -388,7 +388,7 @@ class Codec:
         is called after each tile of the decoder network (a progress bar's hook). ``realism``
         from 0 (the faithful decoder) to 1 (the realism decoder, sharper and less faithful;
         :mod:`compressnet.models.realism`)."""
-        realism = self._check_realism(realism)
+        realism = self.validate_realism(realism)
         header, payload = bitstream.unpack(data)
         self.check_header(header)
         _check_declared_size(header)
@@ -449,7 +449,7 @@ class Codec:
     def decompress(self, data: bytes, realism: float = 0.0) -> Image.Image:
         return Image.fromarray(self.decompress_array(data, realism=realism))
 
-    def _check_realism(self, realism: float) -> float:
+    def validate_realism(self, realism: float) -> float:
         try:
             realism = check_realism(realism)
         except (TypeError, ValueError) as exc:

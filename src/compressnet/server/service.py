@@ -47,7 +47,7 @@ def compress_upload(codec: Codec, data: bytes, name: str, quality: int | None, t
     (and HEVC and AVIF at half size) at the closest size not above CompressNet's file."""
     realism = codec.default_realism if realism is None else realism
     try:
-        codec._check_realism(realism)
+        codec.validate_realism(realism)
     except CodecError as exc:
         raise UploadError(str(exc)) from None
     progress(0.05, "reading the image")
