@@ -4,8 +4,8 @@
         --no-report -o results/no-colour-layer
     python benchmarks/colour_layer_gain.py
 
-Reads the model card's results (with the layer, ``docs/cards/sae-spn-lite.json``) and the eval's
-results without it, and prints both per quality and the BD-rate of "with" against "without"
+Reads the shipped results (with the layer, ``src/compressnet/weights/sae-spn-lite.kodak.json``)
+and the eval's results without it, and prints both per quality and the BD-rate of "with" against "without"
 (negative: fewer bits for the same PSNR or MS-SSIM).
 """
 

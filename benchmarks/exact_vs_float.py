@@ -18,8 +18,8 @@ import numpy as np
 
 import compressnet
 from compressnet import bitstream
-from compressnet.entropy.context_net import PREFIX as CONTEXT_NET
 from compressnet.image import open_image
+from compressnet.models.context_net import PREFIX as CONTEXT_NET
 from compressnet.models.io import copy_without
 
 ROOT = Path(__file__).resolve().parents[1]

@@ -4,7 +4,7 @@
 
 Prints a markdown table from the results that each bundled model's card measured on all 24
 Kodak images through real file bytes (``weights/<name>.kodak.json``); regenerate those with
-``python -m compressnet.evaluate.card NAME --data ../shared/data/kodak --out docs/cards --ship``.
+``compressnet card NAME --data ../shared/data/kodak --out docs/cards --ship``.
 """
 
 from __future__ import annotations

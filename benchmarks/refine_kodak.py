@@ -25,7 +25,7 @@ import torch
 from compressnet import zoo
 from compressnet.codec import load
 from compressnet.evaluate.compare import learned_rows
-from compressnet.evaluate.learned import list_images
+from compressnet.image import files_in as list_images
 
 ROOT = Path(__file__).resolve().parents[1]
 _CODEC = None

@@ -1,6 +1,6 @@
 """What new weights buy: a model card's Kodak results against those of an earlier commit.
 
-    python benchmarks/release_gain.py --old-rev 43c71aa [--card docs/cards/sae-spn-lite.json]
+    python benchmarks/release_gain.py --old-rev 43c71aa [--card RESULTS.json]
     python benchmarks/release_gain.py --old-rev 8390a21 --new-rev 40af449   # two past releases
 
 Prints both curves per quality and the BD-rate of the current card against the old one
@@ -28,7 +28,7 @@ def card_at(rev: str, card: str) -> dict:
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--old-rev", required=True, help="git revision of the old card")
-    parser.add_argument("--card", default="docs/cards/sae-spn-lite.json",
+    parser.add_argument("--card", default="src/compressnet/weights/sae-spn-lite.kodak.json",
                         help="the card's results, relative to the repository root")
     parser.add_argument("--new-rev", help="git revision of the new card (default: the working tree's)")
     args = parser.parse_args()

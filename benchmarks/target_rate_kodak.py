@@ -30,7 +30,7 @@ import torch
 
 from compressnet import zoo
 from compressnet.codec import load
-from compressnet.evaluate.learned import list_images
+from compressnet.image import files_in as list_images
 from compressnet.image import open_image
 from compressnet.metrics import ms_ssim, psnr
 

@@ -5,11 +5,11 @@
 # fit per batch size in CTX_BATCHES; all from .gpu/, prepared on the CPU machine with
 #   python scripts/pack_training_data.py ../shared/data/train .gpu/train --max-side 768 \
 #       --format .webp --quality 62
-#   python -m compressnet.entropy.fit src/compressnet/weights/sae-spn-lite.safetensors \
+#   compressnet fit-entropy src/compressnet/weights/sae-spn-lite.safetensors \
 #       ../shared/data/train -o /tmp/x.safetensors --maps .gpu/maps.npz --net-steps 0
 # (the symbol maps of the full-size photos; the fit there reads them by the packed files' stems)
 # and the wheels of constriction and pytorch-msssim in .gpu/whl (see gpu_train.sh). Then here:
-#   python -m compressnet.train.export OUT/dec20.pt --latent-models OUT/ctx-b64.safetensors -o W
+#   compressnet export OUT/dec20.pt --latent-models OUT/ctx-b64.safetensors -o W
 # Options through the environment: BUDGET (minutes, 9), CTX_MIN (8), CTX_BATCHES ("16 64"), DEVICE,
 # RUNS (as gpu_train.sh reads it; default: the two frozen-encoder runs below).
 # 2026-11-29's call (dec2, full2 and ms100 in the README's variants table; nothing shipped):
@@ -29,7 +29,7 @@ export PYTHONPATH=${PYTHONPATH:+$PYTHONPATH:}$PWD/src PYTHONUNBUFFERED=1
 DEVICE=${DEVICE:-cuda}
 W=src/compressnet/weights/sae-spn-lite.safetensors
 for b in ${CTX_BATCHES:-16 64}; do
-  OMP_NUM_THREADS=2 python3 -m compressnet.entropy.fit $W .gpu/train -o "$OUT/ctx-b$b.safetensors" \
+  OMP_NUM_THREADS=2 python3 -m compressnet.train.fit_entropy $W .gpu/train -o "$OUT/ctx-b$b.safetensors" \
     --maps .gpu/maps.npz --device "$DEVICE" --net-steps 1000000 --net-minutes "${CTX_MIN:-8}" \
     --net-batch "$b" --force > "runs/ctx-b$b.out" 2>&1 &
 done

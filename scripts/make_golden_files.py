@@ -4,7 +4,7 @@ tests decode, written by the bundled default model, and its decoded pixels (``.p
 Run it when the bundled default's weights change, after moving the old files to
 ``tests/data/<last release that bundled them>/`` and adding their fingerprints to
 ``compressnet.zoo.RETIRED`` (the tests check that they are refused with that pointer), or when
-only latent models were added (``python -m compressnet.entropy.fit``): then the files of the
+only latent models were added (``compressnet fit-entropy``): then the files of the
 older versions come out byte for byte as they were, and only the new versions' are added.
 
     python scripts/make_golden_files.py --force
@@ -31,8 +31,8 @@ from PIL import Image
 import compressnet
 from compressnet import bitstream, zoo
 from compressnet.codec import load_for_header
-from compressnet.entropy.context_net import PREFIX as CONTEXT_NET
 from compressnet.image import open_image
+from compressnet.models.context_net import PREFIX as CONTEXT_NET
 from compressnet.models.io import FORMAT2_ONLY, copy_without
 
 ROOT = Path(__file__).resolve().parents[1]

@@ -35,7 +35,7 @@ def make_weights(tmp_path: Path, arch: str, seed: int = 0, counted: bool = False
         return path
     from PIL import Image
 
-    from compressnet.entropy.fit import add_latent_models
+    from compressnet.train.fit_entropy import add_latent_models
 
     files = []
     for i in range(3):
@@ -52,7 +52,7 @@ def weights_dir(tmp_path_factory) -> Path:
 
 
 @pytest.fixture(scope="session", params=[(a, False) for a in ARCHS] + [("sae-spn", True), ("swwae", True)],
-                ids=lambda p: f"{p[0]}-v{4 if p[1] else 3}")
+                ids=lambda p: f"{p[0]}-v{6 if p[1] else 5}")  # the format version each writes
 def tiny_codec(request, weights_dir) -> Codec:
     arch, counted = request.param
     return load(str(make_weights(weights_dir, arch, counted=counted)))

@@ -82,6 +82,18 @@ def test_corrupted_payload_with_fixed_checksum_still_terminates(spn_weights):
         codec.decompress_array(bitstream.pack(header, payload + b"\x01"))
 
 
+def test_a_payload_must_end_where_its_symbols_do(spn_weights):
+    """A short payload with a valid CRC (a 4-byte one, or the file's own less its last word)
+    and one with words after the last symbol are refused, not decoded to a wrong image. (One
+    extra word is what the range decoder's look-ahead cannot tell from its own last: two are.)"""
+    codec = load(str(spn_weights))
+    header, payload = bitstream.unpack(codec.compress(photo(64, 64), quality=2))
+    assert len(payload) > 8
+    for bad in (payload[:4], payload[:-4], payload + b"\x01\x02\x03\x04" * 2):
+        with pytest.raises(BitstreamError, match="corrupted payload"):
+            codec.decompress_array(bitstream.pack(header, bad))
+
+
 def test_declared_size_above_the_limit_is_refused(spn_weights):
     codec = load(str(spn_weights))
     header, payload = bitstream.unpack(codec.compress(photo(16, 16), quality=1))

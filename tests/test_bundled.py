@@ -45,7 +45,7 @@ def test_bundled_sae_and_swwae_round_trip(name):
 def test_bundled_sae_and_swwae_read_the_files_they_wrote_before_their_network(name, tmp_path):
     """Since 0.6.0 SAE and SWWAE carry a context network and write format 7 (9 since 0.8.0); the
     format-6 files that the same weights wrote without it (0.5.0) decode to the same pixels."""
-    from compressnet.entropy.context_net import PREFIX
+    from compressnet.models.context_net import PREFIX
     from compressnet.models.io import copy_without
 
     codec = compressnet.load(name)

@@ -135,10 +135,10 @@ def test_target_bpp_spends_what_is_left_on_a_finer_colour_layer(spn_weights):
     codec = load(str(spn_weights))
     img = photo(128, 192, seed=2)
     top = max(codec.qualities)
-    analysis = codec._analyse(img)
+    analysis = codec.analyse(img)
     paired = codec.colour_block(top)
-    plain, finer = codec._pack(analysis, top), codec._pack(analysis, top, block=paired - 8)
-    assert plain.bpp < finer.bpp < codec._pack(analysis, top, block=paired - 16).bpp \
+    plain, finer = codec.pack(analysis, top), codec.pack(analysis, top, block=paired - 8)
+    assert plain.bpp < finer.bpp < codec.pack(analysis, top, block=paired - 16).bpp \
         if paired > 16 else plain.bpp < finer.bpp
     assert codec.encode_to_target(img, finer.bpp).data == finer.data
     assert codec.encode_to_target(img, (plain.bpp + finer.bpp) / 2).data == plain.data

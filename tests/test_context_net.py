@@ -12,8 +12,10 @@ from conftest import make_weights, photo
 from compressnet import bitstream
 from compressnet.codec import CodecError, load
 from compressnet.entropy import coder
-from compressnet.entropy.context_net import EXP_TABLE, ContextNet, ExactContextNet, frequencies
-from compressnet.entropy.fit import choose_channels, count_tables, fit_context_net
+from compressnet.entropy.context_net import EXP_TABLE, ExactContextNet, frequencies
+from compressnet.entropy.latent_coder import latent_coder
+from compressnet.models.context_net import ContextNet
+from compressnet.train.fit_entropy import choose_channels, count_tables, fit_context_net
 
 
 def random_net(seed: int = 0, channels: int = 6, width: int = 16) -> ExactContextNet:
@@ -73,13 +75,13 @@ def test_tables_do_not_depend_on_the_thread_count():
 def test_scheme_3_round_trip_and_its_code_length():
     net = random_net(seed=4)
     symbols = np.random.default_rng(5).integers(0, 5, (5, 6, 8))
-    data = coder.encode(symbols, None, scheme=3, net=net)
-    np.testing.assert_array_equal(coder.decode(data, None, symbols.shape, scheme=3, net=net).latent,
-                                  symbols)
-    bits = coder.latent_bits(symbols, None, scheme=3, net=net)
+    latent = latent_coder(3, None, net)
+    data = coder.encode(symbols, latent)
+    np.testing.assert_array_equal(coder.decode(data, latent, symbols.shape).latent, symbols)
+    bits = latent.bits(symbols)
     assert bits <= len(data) * 8 <= bits + 64
     with pytest.raises(ValueError, match="context network"):
-        coder.encode(symbols, None, scheme=3)
+        latent_coder(3, None)
 
 
 def test_channels_the_network_leaves_are_coded_with_the_counted_tables():
@@ -90,14 +92,14 @@ def test_channels_the_network_leaves_are_coded_with_the_counted_tables():
     tables = rng.integers(1, 5000, (6, 6 ** 5, 5))
     tables[..., 0] += (1 << 16) - tables.sum(-1)
     symbols = rng.integers(0, 5, (4, 5, 7))
-    freqs = coder.latent_frequencies(symbols, tables, scheme=3, net=net)
-    np.testing.assert_array_equal(freqs[:2], coder.latent_frequencies(symbols, tables, scheme=2)[:2])
+    latent = latent_coder(3, tables, net)
+    freqs = latent.frequencies(symbols)
+    np.testing.assert_array_equal(freqs[:2], latent_coder(2, tables).frequencies(symbols)[:2])
     np.testing.assert_array_equal(freqs[2:], net.all_frequencies(symbols)[2:])
-    data = coder.encode(symbols, tables, scheme=3, net=net)
-    np.testing.assert_array_equal(coder.decode(data, tables, symbols.shape, scheme=3, net=net).latent,
-                                  symbols)
+    data = coder.encode(symbols, latent)
+    np.testing.assert_array_equal(coder.decode(data, latent, symbols.shape).latent, symbols)
     with pytest.raises(ValueError, match="counted tables"):
-        coder.encode(symbols, None, scheme=3, net=net)
+        coder.encode(symbols, latent_coder(3, None, net))
 
 
 def test_fitted_network_predicts_a_channel_from_an_earlier_one():

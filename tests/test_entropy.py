@@ -1,4 +1,4 @@
-"""Context schemes, counted tables (compressnet.entropy.fit) and the format versions they select."""
+"""Context schemes, counted tables (compressnet.train.fit_entropy) and the format versions they select."""
 
 from __future__ import annotations
 
@@ -10,8 +10,9 @@ from conftest import make_weights, photo
 from compressnet import bitstream
 from compressnet.codec import CodecError, load
 from compressnet.entropy import coder
-from compressnet.entropy.context_model import latent_contexts, latent_contexts_np
-from compressnet.entropy.fit import add_latent_models, channel_ranges, count_tables, main
+from compressnet.entropy.latent_coder import latent_coder
+from compressnet.models.context_model import latent_contexts, latent_contexts_np
+from compressnet.train.fit_entropy import add_latent_models, channel_ranges, count_tables, main
 
 
 @pytest.mark.parametrize("scheme", [1, 2])
@@ -40,10 +41,11 @@ def test_counted_tables_exploit_the_left_neighbour():
     tables = count_tables(maps, channels=4, levels=5)
     assert tables.shape == (4, 6**5, 5) and (tables.sum(-1) == 1 << 16).all() and tables.min() >= 1
     test = np.repeat(rng.integers(0, 5, (4, 8, 1)), 12, axis=2)
-    bits = coder.latent_bits(test, tables.astype(np.int64), scheme=2)
+    latent = latent_coder(2, tables.astype(np.int64))
+    bits = latent.bits(test)
     assert bits < 0.25 * test.size * np.log2(5)
-    data = coder.encode(test, tables.astype(np.int64), scheme=2)
-    decoded = coder.decode(data, tables.astype(np.int64), test.shape, scheme=2).latent
+    data = coder.encode(test, latent)
+    decoded = coder.decode(data, latent, test.shape).latent
     np.testing.assert_array_equal(decoded, test)
 
 
@@ -75,7 +77,7 @@ def test_loaded_rate_model_counts_what_the_coder_codes(learned_and_counted):
         enc = counted.model.encoder(x - 0.5)
         _, symbols = counted.model.quantizer(enc.y)
         bits = counted.model.entropy.latent_bits(enc.y, symbols, keep).item()
-    coded = coder.latent_bits(symbols[0, :keep].numpy(), counted.tables["latent2"][:keep], scheme=2)
+    coded = latent_coder(2, counted.tables["latent2"]).bits(symbols[0, :keep].numpy())
     assert bits == pytest.approx(coded, rel=1e-4)
 
 
@@ -128,8 +130,8 @@ def test_symbol_maps_are_cached_for_the_same_photos_and_encoder(weights_dir, tmp
     symbols encoded here; a cache from another encoder is refused, not silently used."""
     from PIL import Image
 
-    from compressnet.entropy import fit
     from compressnet.models.io import load_weights
+    from compressnet.train import fit_entropy as fit
 
     files = []
     for i in range(2):
@@ -156,7 +158,7 @@ def test_symbol_maps_are_cached_for_the_same_photos_and_encoder(weights_dir, tmp
 
 def test_a_time_budgeted_fit_cuts_its_steps():
     """``--net-minutes``: the steps are planned after timing the first ones."""
-    from compressnet.entropy.fit import PLAN_AFTER, fit_context_net
+    from compressnet.train.fit_entropy import PLAN_AFTER, fit_context_net
 
     rng = np.random.default_rng(0)
     maps = [rng.integers(0, 5, (3, 12, 12)) for _ in range(2)]
@@ -171,7 +173,7 @@ def test_a_time_budgeted_fit_that_slows_down_still_ends_at_its_deadline(monkeypa
     """A plan made from the first steps' pace is not trusted to the end: on a clock where the
     first 200 steps take 2 s and every later one 0.1 s, a 10-second fit (planned at 1,000 steps
     from that first pace) stops at its deadline, 80 steps after the plan."""
-    from compressnet.entropy import fit
+    from compressnet.train import fit_entropy as fit
 
     calls = iter(range(10**6))
 

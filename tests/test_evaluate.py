@@ -222,3 +222,28 @@ def test_equal_bytes_eval_with_realism_and_perceptual_metrics(spn_weights, tmp_p
             assert (int(r["bytes"]) <= ours[(r["image"], r["point"])]) == (r["above_target"] == "False")
     doc = json.loads((out / "hevc@1-2.json").read_text())
     assert doc["results"]["point"] == ["q1", "q2"] and len(doc["results"]["dists"]) == 2
+
+
+def test_model_card_runs_the_eval_pipeline_and_ships_one_results_file(spn_weights, tmp_path, monkeypatch):
+    """`compressnet card`: a table per quality with the fixed-length rate and SAE-SPN's switch
+    accuracy, results written once (with --ship: beside the weights, linked from the card)."""
+    from compressnet import zoo
+
+    data = tmp_path / "photos"
+    data.mkdir()
+    for i in range(2):
+        Image.fromarray(photo(40, 56, seed=i)).save(data / f"p{i}.png")
+    shipped = tmp_path / "weights"
+    shipped.mkdir()
+    monkeypatch.setattr(zoo, "weights_dir", lambda: shipped)
+    out = tmp_path / "cards"
+    assert cli.main(["card", str(spn_weights), "--data", str(data), "--out", str(out),
+                     "--no-perceptual", "--ship"]) == 0
+    name = spn_weights.stem
+    doc = json.loads((shipped / f"{name}.kodak.json").read_text())["results"]
+    assert doc["quality"] == [1, 2] and len(doc["fixed-length-bpp"]) == 2
+    assert all(0 <= a <= 1 for a in doc["switch-accuracy"]) and "lpips-vgg" not in doc
+    assert not (out / f"{name}.json").exists()  # one copy
+    card = (out / f"{name}.md").read_text()
+    assert f"../weights/{name}.kodak.json" in card and "switch acc." in card
+    assert sum(line.startswith(f"| {name} | q") for line in card.splitlines()) == 2

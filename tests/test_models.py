@@ -8,9 +8,9 @@ import numpy as np
 import pytest
 import torch
 
-from compressnet.entropy.context_model import ContextModel, quantize_probabilities
 from compressnet.models.autoencoder import CompressNetModel
 from compressnet.models.config import ModelConfig, preset_config
+from compressnet.models.context_model import ContextModel, quantize_probabilities
 from compressnet.models.layers import SoftToHardQuantizer, pool_with_switches, unpool_with_switches
 
 

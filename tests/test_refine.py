@@ -115,7 +115,7 @@ def test_loaded_model_counts_the_coders_bits(tiny_codec):
     quality = max(tiny_codec.qualities)
     keep = tiny_codec.channels_sent(quality)
     result = tiny_codec.encode(img, quality, colour=False)
-    analysis = tiny_codec._analyse(img)
+    analysis = tiny_codec.analyse(img)
     entropy = tiny_codec.model.entropy
     symbols = torch.from_numpy(analysis.symbols)[None]
     bits = entropy.latent_bits(symbols.float(), symbols, keep).item()
@@ -134,7 +134,7 @@ def test_refinement_counts_bits_under_the_context_network(spn_weights):
     quality = max(codec.qualities)
     keep = codec.channels_sent(quality)
     result = codec.encode(img, quality, colour=False)
-    symbols = torch.from_numpy(codec._analyse(img).symbols)[None]
+    symbols = torch.from_numpy(codec.analyse(img).symbols)[None]
     bits = entropy.latent_bits(symbols.float(), symbols, keep, net).item()
     assert bits == pytest.approx(result.estimated_bits, rel=1e-3)
     assert entropy.latent_bits(symbols.float(), symbols, keep).item() != pytest.approx(bits, rel=1e-2)

@@ -140,7 +140,8 @@ def test_refined_compression_reports_its_steps_and_is_no_larger(client, spn_weig
     codec = load(str(spn_weights))  # what the page offers for download decodes as shown
     data = base64.b64decode(refined["cnet"])
     assert data == codec.compress(photo(48, 64, seed=3), quality=2, refine=3)
-    assert stages <= ({"queued", "reading the image", f"compressing with {codec.name}", "decoding"}
+    assert stages <= ({"queued", "reading the image", f"compressing with {codec.name}", "decoding",
+                       f"compressing with {codec.name}: tile 1 of 1", "decoding: tile 1 of 1"}
                       | {f"refining the latent: step {i} of 3" for i in range(1, 4)})
     seen = []  # each step moves the job's bar, between compressing and decoding
     compress_upload(codec, png(48, 64, seed=3), "a.png", 2, None, False, 10**6,
@@ -209,3 +210,65 @@ def test_realism_field(client, spn_weights):
     r = client.post("/api/compress", files={"file": ("a.png", png(48, 64), "image/png")},
                     data={"realism": "2", "compare": "false"})
     assert r.status_code == 400 and "from 0 to 1" in r.json()["detail"]
+
+
+def test_a_declared_body_above_the_limit_is_refused_before_it_is_read():
+    """A client declaring more than the limit (and sending a trickle, or nothing) gets its 413 at
+    once: the body is never waited for."""
+    import asyncio
+    import json
+
+    from compressnet.server.limits import BodyLimit
+
+    async def app(scope, receive, send):  # pragma: no cover - must not be reached
+        raise AssertionError("the app ran")
+
+    async def never():  # a client that never sends its body
+        await asyncio.Event().wait()
+
+    sent = []
+
+    async def send(message):
+        sent.append(message)
+
+    limit = BodyLimit(app, max_body=1000, max_upload=900)
+    for declared in (b"10000000000", b"not-a-number"):
+        sent.clear()
+        scope = {"type": "http", "headers": [(b"content-length", declared)]}
+        asyncio.run(asyncio.wait_for(limit(scope, never, send), timeout=5))
+        assert sent[0]["status"] == 413 and (b"connection", b"close") in sent[0]["headers"]
+        assert json.loads(sent[1]["body"])["detail"] == "upload too large (limit 900 bytes)"
+
+
+def test_a_streamed_body_past_the_limit_is_cut_off(client):
+    """No Content-Length (chunked): the body is counted as it arrives and stopped at the limit."""
+    def chunks():
+        boundary = b"--b\r\nContent-Disposition: form-data; name=\"file\"; filename=\"f.png\"\r\n\r\n"
+        yield boundary
+        for _ in range(40):
+            yield b"\0" * 10_000  # 400 kB against the 200 kB limit
+
+    r = client.post("/api/compress", content=chunks(),
+                    headers={"content-type": "multipart/form-data; boundary=b"})
+    assert r.status_code == 413 and "upload too large" in r.json()["detail"]
+    assert client.get("/api/models").status_code == 200
+
+
+def test_api_docs_work_offline(client):
+    page = client.get("/docs")
+    assert page.status_code == 200
+    for endpoint in ("/api/compress", "/api/decompress", "/api/preview", "/api/jobs/{job_id}"):
+        assert endpoint in page.text
+    assert "realism" in page.text and "curl" in page.text
+    assert "http" not in page.text.replace("http://127.0.0.1:8000", "")  # nothing from elsewhere
+
+
+def test_a_request_past_the_time_limit_answers_503(spn_weights):
+    app = create_app(str(spn_weights), time_limit=1e-9)
+    data = load(str(spn_weights)).compress(photo(48, 64), quality=1)
+    with TestClient(app) as c:
+        r = c.post("/api/decompress", files={"file": ("s.cnet", data)})
+        assert r.status_code == 503 and "--time-limit" in r.json()["detail"]
+        r = c.post("/api/compress", files={"file": ("a.png", png(48, 64))}, data={"compare": "false"})
+        assert r.status_code == 503
+        assert c.get("/api/models").status_code == 200

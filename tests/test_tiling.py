@@ -71,8 +71,8 @@ def test_tiled_encoder_matches_the_whole_image_and_its_halo_is_tight(arch, monke
             assert torch.equal(switches[lv], enc.switches[lv]), lv
         one, _ = tiling.encode_tiled(model, x, tile=100)
         assert torch.equal(one, enc.y)  # an image in one tile is encoded whole, as before
-        halo = tiling.encoder_halo(model.cfg)
-        monkeypatch.setattr(tiling, "encoder_halo", lambda cfg: halo - 1)
+        halo = tiling.encoder_halo()
+        monkeypatch.setattr(tiling, "encoder_halo", lambda: halo - 1)
         short, _ = tiling.encode_tiled(model, x, tile=2)
         assert (short - enc.y).abs().max() > 1e-5  # 30 times more than float32 moves it
 

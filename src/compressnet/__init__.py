@@ -6,7 +6,16 @@
 >>> image = codec.decompress(data)                 # a PIL image
 """
 
-from compressnet.codec import Codec, CodecError, load, preview_array
+import os
 
-__version__ = "0.8.0"
+# OpenMP threads that spin while they wait for work hold a core each: on a machine whose cores
+# other processes use, a decode with the default 2 threads took 27 s against 6 s on one thread
+# (benchmarks/load.py). Waiting passively costs nothing measurable when the cores are free. It
+# must be set before torch loads its OpenMP runtime, so here, before the codec imports torch; a
+# user's own setting wins.
+os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+
+from compressnet.codec import Codec, CodecError, load, preview_array  # noqa: E402
+
+__version__ = "0.9.0"  # the one version string (pyproject.toml reads it)
 __all__ = ["Codec", "CodecError", "load", "preview_array", "__version__"]

@@ -1,5 +1,7 @@
 """The ``.cnet`` container: a 13-to-17-byte header and the range-coded payload.
 
+The full specification, every version included, is docs/format.md.
+
 Layout (format versions 1 to 9)::
 
     offset  size  field
@@ -16,11 +18,11 @@ Layout (format versions 1 to 9)::
 Versions share this layout and differ in three choices (:data:`VERSIONS`):
 
 - the latent's context tables: the two-neighbour tables learned in training (scheme 1),
-  the five-neighbour tables counted after it (scheme 2, :mod:`compressnet.entropy.fit`), or
-  a network's tables from the rows above and every earlier channel (scheme 3, versions 7
-  and 8, :mod:`compressnet.entropy.context_net`);
+  the five-neighbour tables counted after it (scheme 2, :mod:`compressnet.train.fit_entropy`), or
+  a network's tables from the rows above and every earlier channel (scheme 3, versions 7,
+  8 and 9, :mod:`compressnet.entropy.context_net`);
 - the decoder's arithmetic: float32 (versions 1 and 2; pixels can differ by one level between
-  CPUs) or exact fixed point (versions 3 to 6; the same pixels on every machine and thread
+  CPUs) or exact fixed point (versions 3 to 9; the same pixels on every machine and thread
   count, :mod:`compressnet.models.arithmetic`);
 - a colour layer first in the payload (versions 5, 6, 7 and 9): block means of the photo that
   the decoder puts back (:mod:`compressnet.colour_layer`), upsampled bilinearly or, in version 9,
@@ -42,7 +44,7 @@ MAGIC = b"CN"
 
 
 class FormatVersion(NamedTuple):
-    context_scheme: int  # compressnet.entropy.context_model.CONTEXT_NEIGHBOURS key
+    context_scheme: int  # compressnet.models.context_model.CONTEXT_NEIGHBOURS key
     exact_decoder: bool  # fixed-point decoder arithmetic (portable pixels)
     colour_layer: bool = False  # the payload starts with a colour layer
     guided_colour: bool = False  # its correction follows the decoded image's edges (version 9)

@@ -6,6 +6,7 @@ Every error ends as one line on stderr (``compressnet: error: ...``) and exit 1.
 from __future__ import annotations
 
 import argparse
+import importlib
 import os
 import sys
 import warnings
@@ -18,7 +19,7 @@ from tqdm import tqdm
 
 from compressnet import __version__, bitstream, zoo
 from compressnet.codec import Codec, CodecError, load, load_for_header, preview_array
-from compressnet.image import IMAGE_SUFFIXES, ImageError, open_image
+from compressnet.image import IMAGE_SUFFIXES, ImageError, files_in, open_image
 from compressnet.io_utils import OutputExistsError, image_bytes, output_format, write_atomic
 from compressnet.metrics import psnr
 
@@ -30,14 +31,13 @@ def _expand(inputs: list[str], suffixes: set[str], kind: str) -> list[str]:
     suffix is one of ``suffixes``, sorted; a folder without any is an error."""
     files: list[str] = []
     for given in inputs:
-        folder = Path(given)
-        if not folder.is_dir():
+        if not Path(given).is_dir():
             files.append(given)
             continue
-        found = sorted(str(p) for p in folder.iterdir() if p.is_file() and p.suffix.lower() in suffixes)
-        if not found:
-            raise CodecError(f"{given}: a folder with no {kind} in it")
-        files += found
+        try:
+            files += [str(p) for p in files_in(given, suffixes, kind=kind)]
+        except FileNotFoundError as exc:
+            raise CodecError(str(exc)) from None
     return files
 
 
@@ -239,12 +239,43 @@ def cmd_demo(args: argparse.Namespace) -> int:
     return 0
 
 
+def _codec_available(name: str, notes: list[str]) -> bool:
+    """Whether a classical codec can run here; a warning (and a report note) when not."""
+    from compressnet.evaluate import classical
+
+    why = classical.available(name)
+    if why:
+        print(f"compressnet: warning: skipping {why}", file=sys.stderr)
+        notes.append(f"skipped: {why}")
+    return not why
+
+
+def _eval_learned(args: argparse.Namespace, codecs: list[Codec], files: list[Path], cache,
+                  scorer_paths: tuple) -> tuple[list, dict[str, tuple] | None]:
+    """The models' rows at every realism asked for, and with ``--equal-bytes`` each image's
+    (quality, file bytes) budgets for the classical codecs (the first model's files: they are
+    the same at every realism)."""
+    from compressnet.evaluate import compare
+
+    items: list = []
+    budgets: dict[str, tuple] | None = {} if args.equal_bytes else None
+    for i, codec in enumerate(codecs):
+        for j, realism in enumerate(args.realism):
+            rows = compare.run_learned(codec, files, args.qualities or list(codec.qualities), cache,
+                                       progress=not args.no_progress, scorer_paths=scorer_paths,
+                                       refine=args.refine, realism=realism)
+            items += rows
+            if budgets is not None and i == 0 and j == 0:
+                for row, _ in rows:
+                    budgets[row.image] = (*budgets.get(row.image, ()), (row.point, row.bytes))
+    return items, budgets
+
+
 def cmd_eval(args: argparse.Namespace) -> int:
     from compressnet.evaluate import classical, compare, perceptual, report
-    from compressnet.evaluate.learned import list_images
     from compressnet.evaluate.plot import plot_rd
 
-    files = list_images(args.folder)
+    files = files_in(args.folder)
     if args.limit:
         files = files[: args.limit]
     out = Path(args.out_dir)
@@ -259,28 +290,9 @@ def cmd_eval(args: argparse.Namespace) -> int:
             codec.attach_realism(args.realism_decoder)
     if args.equal_bytes and not codecs:
         raise CodecError("--equal-bytes matches the classical codecs to a model's files: name one")
-    items = []
-    budgets: dict[str, tuple] | None = None
-    for i, codec in enumerate(codecs):
-        for realism in args.realism:
-            rows = compare.run_learned(codec, files, args.qualities or list(codec.qualities), cache,
-                                       progress=not args.no_progress, scorer_paths=scorer_paths,
-                                       refine=args.refine, realism=realism)
-            items += rows
-            if args.equal_bytes and i == 0 and budgets is None:  # the same files at every realism
-                budgets = {}
-                for row, _ in rows:
-                    budgets.setdefault(row.image, ())
-                    budgets[row.image] += ((row.point, row.bytes),)
+    items, budgets = _eval_learned(args, codecs, files, cache, scorer_paths)
     notes = [classical.BPG_NOTE]
-    names = []
-    for name in args.codecs:
-        why = classical.available(name)
-        if why:
-            print(f"compressnet: warning: skipping {why}", file=sys.stderr)
-            notes.append(f"skipped: {why}")
-        else:
-            names.append(name)
+    names = [name for name in args.codecs if _codec_available(name, notes)]
     items += compare.run_classical(names, files, tuple(args.target_bpp), cache, args.workers,
                                    progress=not args.no_progress, scorer_paths=scorer_paths,
                                    budgets=budgets)
@@ -320,12 +332,15 @@ def cmd_plot(args: argparse.Namespace) -> int:
 
 
 def cmd_serve(args: argparse.Namespace) -> int:
+    import torch
     import uvicorn
 
     from compressnet.server.app import create_app
 
+    # the workers' threads add up to the cores: one request at a time per worker gets its share
+    torch.set_num_threads(max(1, (os.cpu_count() or 1) // args.workers))
     app = create_app(args.model, max_upload=int(args.max_upload_mb * 1024 * 1024),
-                     max_pixels=args.max_pixels, workers=args.workers)
+                     max_pixels=args.max_pixels, workers=args.workers, time_limit=args.time_limit)
     if args.host not in ("127.0.0.1", "localhost", "::1"):
         print(f"compressnet: warning: serving on {args.host}: anyone who can reach it can use it",
               file=sys.stderr)
@@ -338,6 +353,16 @@ def cmd_train(args: argparse.Namespace) -> int:
     from compressnet.train.cli import run
 
     return run(args)
+
+
+# Tools with their own argument parsers, run as `compressnet NAME ARGS...` (module, help)
+TOOLS = {
+    "fit-entropy": ("compressnet.train.fit_entropy",
+                    "count context tables and fit the context network of a trained model"),
+    "export": ("compressnet.train.export", "a training checkpoint -> a bundled-style weights file"),
+    "grow": ("compressnet.train.grow", "widen or deepen a checkpoint's decoder before fine-tuning"),
+    "card": ("compressnet.evaluate.card", "a model card (Kodak rate, distortion, crops) for a model"),
+}
 
 
 class _Parser(argparse.ArgumentParser):
@@ -379,8 +404,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--no-colour-layer", action="store_true",
                    help="leave out the colour layer (block colours sent beside the latent; "
                         "format 8 instead of 7, or 4 instead of 6): a few bytes smaller, but the "
-                        "default model trained through the layer and decodes 2.7-4.1 dB worse "
-                        "without it")
+                        "default model trained through the layer and decodes several dB worse "
+                        "without it (docs/evaluation.md)")
     p.add_argument("--force", action="store_true", help="overwrite existing outputs")
     p.set_defaults(func=cmd_compress)
 
@@ -463,7 +488,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--max-bpp", type=float, help="plot range")
     p.set_defaults(func=cmd_plot)
 
-    from compressnet.server import DEFAULT_MAX_PIXELS
+    from compressnet.server import DEFAULT_MAX_PIXELS, DEFAULT_TIME_LIMIT
 
     p = sub.add_parser("serve", help="a local web page to compress and compare photos")
     p.add_argument("--host", default="127.0.0.1", help="default 127.0.0.1 (this computer only)")
@@ -471,7 +496,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--model", default=zoo.DEFAULT_MODEL)
     p.add_argument("--max-upload-mb", type=float, default=20.0)
     p.add_argument("--max-pixels", type=int, default=DEFAULT_MAX_PIXELS)
-    p.add_argument("--workers", type=int, default=2, help="images processed at once")
+    p.add_argument("--workers", type=int, default=2,
+                   help="images processed at once (more requests queue); each gets cores/workers threads")
+    p.add_argument("--time-limit", type=float, default=DEFAULT_TIME_LIMIT,
+                   help="seconds a request may run before it is stopped with a 503 (0: no limit)")
     p.set_defaults(func=cmd_serve)
 
     from compressnet.train.cli import add_arguments
@@ -485,6 +513,8 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("train-realism", help="train a realism decoder behind a model's frozen encoder")
     realism.add_arguments(p)
     p.set_defaults(func=lambda args: realism.run(args))
+    for name, (_, help_text) in TOOLS.items():  # listed here; main() hands them their arguments
+        sub.add_parser(name, help=help_text + f" (compressnet {name} -h)", add_help=False)
     return parser
 
 
@@ -493,6 +523,9 @@ def _warning_line(message, category, filename, lineno, file=None, line=None) -> 
 
 
 def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else argv
+    if argv and argv[0] in TOOLS:
+        return importlib.import_module(TOOLS[argv[0]][0]).main(argv[1:])
     args = build_parser().parse_args(argv)
     warnings.showwarning = _warning_line
     np.seterr(all="ignore")

@@ -14,9 +14,11 @@ import numpy as np
 import torch
 from PIL import Image
 
-from compressnet import bitstream, colour_layer, zoo
+from compressnet import bitstream, colour_layer, compatibility, rate_control, zoo
+from compressnet.compatibility import CodecError
 from compressnet.entropy import coder
 from compressnet.entropy.context_net import ExactContextNet
+from compressnet.entropy.latent_coder import LatentCoder, latent_coder
 from compressnet.image import (
     MAX_PIXELS,
     ImageError,
@@ -52,10 +54,6 @@ def single_threaded():
             torch.set_num_threads(before)
 
 
-class CodecError(ValueError):
-    """A request the codec cannot serve; the message is meant for users."""
-
-
 class EncodeResult(NamedTuple):
     data: bytes
     quality: int
@@ -77,7 +75,7 @@ REFINE_BYTES_PER_PIXEL = 2900
 REFINE_MAX_PIXELS = 4_000_000
 
 
-class _Analysis(NamedTuple):
+class Analysis(NamedTuple):
     height: int
     width: int
     pixels: np.ndarray  # (H, W, 3) uint8, for the colour layer
@@ -95,23 +93,19 @@ class Codec:
         self.model = loaded.model
         self.cfg = loaded.model.cfg
         self.tables = loaded.tables
-        # The richest context the weights carry sets the format of new files: 7 with a context
-        # network, 6 with counted five-neighbour tables, else 5 (8, 4 and 3 without the colour
-        # layer). Each file carries the fingerprint of the arrays its version reads, so adding
-        # tables or a network to weights keeps the files they wrote before decodable.
-        counted = "latent2" in loaded.tables
+        # The richest latent model the weights carry sets the format of new files: 9 with a
+        # context network, 6 with counted tables, else 5 (8, 4 and 3 without the colour layer);
+        # docs/format.md and compressnet.compatibility say which files they read.
         self.context_net = ExactContextNet(loaded.context_net) if loaded.context_net else None
-        scheme = 3 if self.context_net else 2 if counted else 1
+        scheme = compatibility.richest_scheme("latent2" in loaded.tables, self.context_net is not None)
         self.format_version = bitstream.version_for(scheme)
         self.fingerprint = loaded.fingerprint[:2]  # the one written into new files
         self.weights_fingerprint = loaded.fingerprint  # what a realism decoder is tied to
-        prints = loaded.scheme_fingerprints or {1: loaded.v1_fingerprint, scheme: loaded.fingerprint}
-        self._fingerprints = {v: prints[f.context_scheme][:2] for v, f in bitstream.VERSIONS.items()
-                              if f.context_scheme <= scheme}
+        self._fingerprints = compatibility.fingerprints_by_version(loaded.scheme_fingerprints, scheme)
+        # each context scheme the weights can code (and so decode) with, built once
+        self._latent_coders = {s: latent_coder(s, self.tables.get("latent2" if s >= 2 else "latent"),
+                                               self.context_net) for s in range(1, scheme + 1)}
         self._exact: Exact | None = None
-        # (symbols' bytes, their scheme-3 tables): a channel's tables do not depend on how many
-        # channels are sent, so trying several qualities (--target-bpp) runs the network once
-        self._net_tables: tuple[bytes, np.ndarray] | None = None
         self.writes_colour_layer = True  # encode(colour=None) follows it: formats 5/6, else 3/4
         self.tile = TILE  # latent pixels a side of the tiles large images are coded in
         self.model_id = model_id
@@ -171,9 +165,9 @@ class Codec:
 
     def colour_block(self, quality: int) -> int:
         """The colour layer's block size at ``quality``: finer as more latent channels are
-        sent (:func:`compressnet.colour_layer.block_for_share`: 64, 48, 48, 32, 24 and 16 px
+        sent (:func:`compressnet.colour_layer.block_for_channels`: 64, 48, 48, 32, 24 and 16 px
         at sae-spn-lite's qualities 1 to 6)."""
-        return colour_layer.block_for_share(self.channels_sent(quality) / self.cfg.latent_channels)
+        return colour_layer.block_for_channels(self.channels_sent(quality), self.cfg.latent_channels)
 
     def fixed_length_bpp(self, quality: int, height: int, width: int) -> float:
         hp, wp = math.ceil(height / DOWNSAMPLING), math.ceil(width / DOWNSAMPLING)
@@ -181,8 +175,8 @@ class Codec:
         bits += sum(2 * c * h * w for c, h, w in self._switch_shapes(hp, wp))
         return bits / (height * width)
 
-    def _analyse(self, image: ImageLike, refine: int = 0,
-                 on_tile: Callable[[int, int], object] | None = None) -> _Analysis:
+    def analyse(self, image: ImageLike, refine: int = 0,
+                on_tile: Callable[[int, int], object] | None = None) -> Analysis:
         """Run the encoder once: symbols of all latent channels (a quality sends a prefix).
         Refuses, before the encoder runs, an image too large for ``refine`` steps."""
         arr = as_rgb_array(image)
@@ -198,7 +192,7 @@ class Codec:
         with torch.no_grad():
             _, symbols = self.model.quantizer(y)
         switches = [s[0].numpy() for s in given.values()] if given else []
-        return _Analysis(h, w, arr, symbols[0].numpy(), switches, x, y, given)
+        return Analysis(h, w, arr, symbols[0].numpy(), switches, x, y, given)
 
     def _encode(self, x: torch.Tensor, on_tile: Callable[[int, int], object] | None = None
                 ) -> tuple[torch.Tensor, dict[int, torch.Tensor] | None]:
@@ -219,21 +213,20 @@ class Codec:
             return None
         return colour_layer.analyse(pixels, block or self.colour_block(quality), COLOUR_STEP)
 
-    def _refine(self, analysis: _Analysis, quality: int, steps: int, colour: bool | None = None,
-                on_step: Callable[[], object] | None = None, block: int | None = None) -> _Analysis:
+    def refine(self, analysis: Analysis, quality: int, steps: int, colour: bool | None = None,
+               on_step: Callable[[], object] | None = None, block: int | None = None) -> Analysis:
         """The latent sent at ``quality``, searched for per image for ``steps`` steps
         (:mod:`compressnet.models.refine`) and scored after the colour layer's correction:
         slower, a better image in a file no larger than the encoder's own."""
         a = analysis
         layer = self._colour_layer(a.pixels, quality, colour, block)
         correct = colour_layer.differentiable_correction(layer, a.height, a.width) if layer else None
-        budget = len(self._pack(a, quality, colour, block).data)
-        scheme = bitstream.VERSIONS[self.version_written(colour)].context_scheme
-        net = self.context_net.net if scheme == 3 and self.context_net else None
+        budget = len(self.pack(a, quality, colour, block).data)
+        net = self._latent_coder(self.version_written(colour)).network
         keep = self.channels_sent(quality)
 
         def fits(symbols: torch.Tensor) -> bool:
-            return len(self._pack(a._replace(symbols=symbols[0].numpy()), quality, colour, block).data) \
+            return len(self.pack(a._replace(symbols=symbols[0].numpy()), quality, colour, block).data) \
                 <= budget
 
         # On every thread the caller allows (1.7x faster on 2 cores than on one): unlike the
@@ -249,10 +242,9 @@ class Codec:
         if refine < 0:
             raise CodecError(f"refine takes a number of steps (0 or more), not {refine}")
 
-    def _latent_tables(self, scheme: int, keep: int) -> np.ndarray | None:
-        """The first ``keep`` channels' tables of context ``scheme`` (scheme 3: the counted ones,
-        for the channels its network leaves to them)."""
-        return self.tables["latent2" if scheme >= 2 else "latent"][:keep]
+    def _latent_coder(self, version: int) -> LatentCoder:
+        """How format ``version`` codes the latent."""
+        return self._latent_coders[bitstream.VERSIONS[version].context_scheme]
 
     def version_written(self, colour: bool | None = None) -> int:
         """The format version of new files: :attr:`format_version`, or its version without
@@ -260,35 +252,21 @@ class Codec:
         colour = self.writes_colour_layer if colour is None else colour
         return bitstream.version_for(bitstream.VERSIONS[self.format_version].context_scheme, colour)
 
-    def _pack(self, analysis: _Analysis, quality: int, colour: bool | None = None,
-              block: int | None = None) -> EncodeResult:
+    def pack(self, analysis: Analysis, quality: int, colour: bool | None = None,
+             block: int | None = None) -> EncodeResult:
         keep, version = self.channels_sent(quality), self.version_written(colour)
-        scheme = bitstream.VERSIONS[version].context_scheme
+        latent = self._latent_coder(version)
         sym, switches, switch_tables = analysis.symbols[:keep], analysis.switches, self._switch_tables()
-        tables = self._latent_tables(scheme, keep)
         layer = self._colour_layer(analysis.pixels, quality, colour, block)
-        freqs = self._network_tables(analysis.symbols, keep) if scheme == 3 else None
-        payload = coder.encode(sym, tables, switches, switch_tables, scheme=scheme, colour=layer,
-                               net=self.context_net, freqs=freqs)
-        est = coder.latent_bits(sym, tables, scheme, self.context_net, freqs)
-        est += coder.switch_bits(switches, switch_tables)
+        freqs = latent.prefix_frequencies(analysis.symbols, keep)
+        payload = coder.encode(sym, latent, switches, switch_tables, colour=layer, freqs=freqs)
+        est = latent.bits(sym, freqs) + coder.switch_bits(switches, switch_tables)
         if layer is not None:
             est += colour_layer.code_length(layer)
         h, w = analysis.height, analysis.width
         header = bitstream.Header(self.model_id, self.fingerprint, quality, h, w, version)
         return EncodeResult(bitstream.pack(header, payload), quality, h, w, est,
                             self.fixed_length_bpp(quality, h, w), layer.block if layer else None)
-
-    def _network_tables(self, symbols: np.ndarray, keep: int) -> np.ndarray:
-        """Scheme 3's tables of the first ``keep`` channels of ``symbols`` (C, h, w), reusing
-        the last call's when they cover them."""
-        key = symbols.tobytes() + symbols.shape.__repr__().encode()
-        cached = self._net_tables
-        if cached is None or cached[0] != key or len(cached[1]) < keep:
-            tables = self._latent_tables(3, keep)
-            cached = (key, coder.latent_frequencies(symbols[:keep], tables, 3, self.context_net))
-            self._net_tables = cached
-        return cached[1][:keep]
 
     @property
     def default_quality(self) -> int:
@@ -306,8 +284,8 @@ class Codec:
         quality = quality or self.default_quality
         self.channels_sent(quality)  # a bad quality or step count fails before the network runs
         self._check_refine(refine)
-        analysis = self._analyse(image, refine, on_tile)
-        return self._pack(self._refine(analysis, quality, refine, colour, on_step) if refine
+        analysis = self.analyse(image, refine, on_tile)
+        return self.pack(self.refine(analysis, quality, refine, colour, on_step) if refine
                           else analysis, quality, colour)
 
     def compress(self, image: ImageLike, quality: int | None = None,
@@ -320,66 +298,16 @@ class Codec:
     def encode_to_target(self, image: ImageLike, target_bpp: float, refine: int = 0,
                          colour: bool | None = None, on_step: Callable[[], object] | None = None,
                          on_tile: Callable[[int, int], object] | None = None) -> EncodeResult:
-        """The highest quality whose file fits ``target_bpp``; the encoder runs once. What
-        that quality leaves under the target goes to a finer colour layer, while one fits
-        (:meth:`_finer_colour`). With ``refine``, the search then runs at that quality and block
-        size (its file is never larger)."""
+        """The highest quality whose file fits ``target_bpp``, the rest of the budget spent on a
+        finer colour layer (:func:`compressnet.rate_control.encode_to_target`)."""
         self._check_refine(refine)
-        analysis = self._analyse(image, refine, on_tile)
-        result = None
-        for quality in reversed(self.qualities):
-            result = self._pack(analysis, quality, colour)
-            if result.bpp > target_bpp:
-                continue
-            result, block = self._finer_colour(analysis, result, target_bpp, colour)
-            if refine:
-                return self._pack(self._refine(analysis, quality, refine, colour, on_step, block),
-                                  quality, colour, block)
-            return result
-        raise CodecError(f"even the lowest quality needs {result.bpp:.4f} bpp, above the target "
-                         f"{target_bpp:g} bpp")
-
-    def _finer_colour(self, analysis: _Analysis, result: EncodeResult, target_bpp: float,
-                     colour: bool | None = None) -> tuple[EncodeResult, int | None]:
-        """``result``'s quality with the finest colour layer whose file still fits
-        ``target_bpp``, and that layer's block size (None: the quality's own). Blocks shrink
-        by 8 pixels a try. Why: the ladder's steps are coarse (0.017 to 0.027 bpp apart near
-        0.1 bpp for sae-spn-lite), so the highest quality that fits left 13-14% of a Kodak
-        target unspent; spent so, the 0.1 bpp target's mean went from 0.0866 bpp, 24.36 dB,
-        MS-SSIM 0.8704 to 0.0928, 24.45, 0.8727 (``benchmarks/target_rate_kodak.py``). The
-        block size travels in the file, so every reader of the format decodes it."""
-        block = None
-        if not bitstream.VERSIONS[self.version_written(colour)].colour_layer:
-            return result, block
-        for finer in range(self.colour_block(result.quality) - colour_layer.BLOCK_UNIT,
-                           colour_layer.BLOCK_UNIT - 1, -colour_layer.BLOCK_UNIT):
-            trial = self._pack(analysis, result.quality, colour, finer)
-            if trial.bpp > target_bpp:
-                break
-            result, block = trial, finer
-        return result, block
+        return rate_control.encode_to_target(self, self.analyse(image, refine, on_tile), target_bpp,
+                                             refine, colour, on_step)
 
     def check_header(self, header: bitstream.Header) -> None:
-        """Refuse a file that these weights did not write, saying which weights did. A user's
-        copy of bundled weights (``--model PATH``) reads that model's files, and the other way
-        round: the fingerprint, not the model id, says which weights wrote a file."""
-        same_weights = header.fingerprint == self._fingerprints.get(header.version)
-        either_custom = zoo.CUSTOM_MODEL_ID in (header.model_id, self.model_id)
-        if header.model_id != self.model_id and not (same_weights and either_custom):
-            written = _describe_id(header.model_id)
-            raise CodecError(f"file was written with {written}, not {self.name}")
-        if not same_weights:
-            release = zoo.retired_release(header.model_id, header.fingerprint)
-            if release is not None:
-                raise CodecError(
-                    f"file was written by the {self.name} weights of compressnet {release} "
-                    f"(fingerprint {header.fingerprint.hex()}), which this release replaced: decode "
-                    f"it with compressnet {release}, or pass that release's weights with --model PATH")
-            raise CodecError(f"file was written with other weights (fingerprint "
-                             f"{header.fingerprint.hex()}) than {self.name} "
-                             f"({self._fingerprints.get(header.version, self.fingerprint).hex()})")
-        if header.quality not in self.qualities:
-            raise CodecError(f"file uses quality {header.quality}, which {self.name} does not have")
+        """Refuse a file that these weights did not write, saying which weights did
+        (:func:`compressnet.compatibility.check_header`)."""
+        compatibility.check_header(header, self.model_id, self.name, self._fingerprints, self.qualities)
 
     @torch.inference_mode()
     def decompress_array(self, data: bytes, on_tile: Callable[[int, int], object] | None = None,
@@ -391,17 +319,15 @@ class Codec:
         realism = self.validate_realism(realism)
         header, payload = bitstream.unpack(data)
         self.check_header(header)
-        _check_declared_size(header)
+        compatibility.check_declared_size(header)
         keep = self.cfg.qualities[header.quality - 1]
         hp, wp = math.ceil(header.height / DOWNSAMPLING), math.ceil(header.width / DOWNSAMPLING)
         shapes = self._switch_shapes(hp, wp)
         form = bitstream.VERSIONS[header.version]
         try:
-            decoded = coder.decode(payload, self._latent_tables(form.context_scheme, keep),
-                                   (keep, hp, wp), shapes, self._switch_tables(),
-                                   scheme=form.context_scheme,
-                                   colour_size=(header.height, header.width) if form.colour_layer else None,
-                                   net=self.context_net)
+            decoded = coder.decode(payload, self._latent_coder(header.version), (keep, hp, wp),
+                                   shapes, self._switch_tables(),
+                                   colour_size=(header.height, header.width) if form.colour_layer else None)
         except coder.CodingError as exc:
             raise bitstream.BitstreamError(f"corrupted payload: {exc}") from None
         y_hat = torch.zeros(1, self.cfg.latent_channels, hp, wp)
@@ -478,15 +404,6 @@ class Codec:
         return colour_layer.apply(pixels, layer, form.guided_colour) if layer else pixels
 
 
-def _describe_id(model_id: int) -> str:
-    if model_id == zoo.CUSTOM_MODEL_ID:
-        return "a user's weights file (decode it with --model PATH)"
-    try:
-        return f"model {zoo.by_id(model_id).name}"
-    except KeyError:
-        return f"an unknown model id {model_id} (from a newer compressnet?)"
-
-
 def load(name: str = zoo.DEFAULT_MODEL, preset: str | None = None) -> Codec:
     """A codec for a bundled model (``sae-spn``, ``sae-spn-lite``, ...) or a weights file path."""
     if name.endswith(".safetensors") or Path(name).is_file():
@@ -522,14 +439,6 @@ def load_for_header(data: bytes, model_path: str | None = None) -> Codec:
     return load(entry.name)
 
 
-def _check_declared_size(header: bitstream.Header) -> None:
-    """Refuse a header declaring more pixels than any image the codec takes, before any
-    allocation sized by it (a corrupted or hostile file)."""
-    if header.height * header.width > MAX_PIXELS:
-        raise bitstream.BitstreamError(f"file declares {header.width}x{header.height}, above the "
-                                       f"limit of {MAX_PIXELS:,} pixels")
-
-
 def preview_array(data: bytes) -> np.ndarray:
     """The coarse colours a ``.cnet`` file starts with, one pixel per colour block ((gh, gw, 3)
     uint8; 16 to 64 pixels a block by quality), read without running a network or loading
@@ -541,7 +450,7 @@ def preview_array(data: bytes) -> np.ndarray:
         raise bitstream.BitstreamError(
             f"format version {header.version} ({bitstream.describe(header.version)}) has no "
             "colour layer to preview")
-    _check_declared_size(header)
+    compatibility.check_declared_size(header)
     try:
         layer = coder.decode_colour_layer(payload, (header.height, header.width))
     except coder.CodingError as exc:

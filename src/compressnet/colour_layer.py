@@ -6,7 +6,7 @@ send and expensive to learn. Measured on the 24 Kodak images with the bundled sa
 quality 3: block means every 48 pixels cost 0.0035 bpp and raise PSNR by 0.7 dB, where the two
 more latent channels of quality 4 cost 0.014 bpp for 0.13 dB.
 
-What is sent (format versions 5 and 6, first in the range coder's stream):
+What is sent (format versions 5, 6, 7 and 9, first in the range coder's stream):
 
 - the block size ``b`` and quantiser step ``s``;
 - per ``b x b`` block, the mean of each RGB channel divided by ``s`` and rounded (``q``);
@@ -37,7 +37,7 @@ from typing import TYPE_CHECKING, NamedTuple
 import constriction
 import numpy as np
 
-from compressnet.entropy.context_model import TABLE_PRECISION
+from compressnet.models.context_model import TABLE_PRECISION
 
 if TYPE_CHECKING:
     import torch
@@ -46,7 +46,7 @@ BLOCK_UNIT = 8  # block sizes are multiples of 8 pixels: 8 .. 256
 MAX_BLOCK_CODE = 32
 MAX_STEP = 16
 DEFAULT_STEP = 8  # quantiser step of the block means that files carry (8-bit levels)
-# (largest share of latent channels sent, block size): see block_for_share
+# (largest share of latent channels sent, block size): see block_for_channels
 _BLOCKS_BY_SHARE = ((0.2, 64), (0.4, 48), (0.55, 32), (0.75, 24), (1.0, 16))
 # Ratios num / 256 of the two-sided geometric residual tables, one picked per component.
 RATIOS = (16, 48, 80, 112, 144, 168, 192, 208, 220, 230, 238, 244, 248, 251, 253, 255)
@@ -158,12 +158,14 @@ def block_colours(layer: ColourLayer) -> np.ndarray:
     return np.clip(layer.means * layer.step, 0, 255).astype(np.uint8)
 
 
-def block_for_share(share: float) -> int:
-    """The block size paired with sending ``share`` of the latent channels: finer as more
-    channels are sent. Chosen on Kodak with sae-spn-lite (every pairing of its 6 channel
-    counts with blocks of 64, 48, 32, 24 and 16 pixels): each quality then beats the one below
+def block_for_channels(sent: int, latent_channels: int) -> int:
+    """The colour layer's block size (the one policy: files, training and refinement use it)
+    when ``sent`` of ``latent_channels`` latent channels are sent: finer as more are sent.
+    Chosen on Kodak with sae-spn-lite (every pairing of its 6 channel counts with blocks of 64,
+    48, 32, 24 and 16 pixels): each quality then beats the one below
     on both PSNR and MS-SSIM, and the rates stay evenly spread (0.023 to 0.12 bpp). Training
     with the layer in the loop pairs channels and blocks the same way."""
+    share = sent / latent_channels
     for limit, block in _BLOCKS_BY_SHARE:
         if share <= limit:
             return block

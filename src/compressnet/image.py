@@ -18,8 +18,28 @@ MAX_PIXELS = 64_000_000  # 8000 x 8000 (a 61-megapixel camera); tiles bound the 
 ImageLike = Image.Image | np.ndarray | torch.Tensor | str | Path | bytes
 
 
+def files_in(folder: str | Path, suffixes: set[str] | frozenset[str] = frozenset(),
+             recursive: bool = False, kind: str = "images") -> list[Path]:
+    """The files in ``folder`` (and, ``recursive``, its sub-folders) whose suffix is one of
+    ``suffixes`` (default: the images Pillow reads here), sorted. The one lister of the package:
+    the CLI's folder arguments, evaluation and training use it. A missing folder, or one without
+    any such file, is a FileNotFoundError whose message is meant for users."""
+    folder, suffixes = Path(folder), suffixes or IMAGE_SUFFIXES
+    if not folder.is_dir():
+        raise FileNotFoundError(f"{folder}: no such folder")
+    found = folder.rglob("*") if recursive else folder.iterdir()
+    files = sorted(p for p in found if p.suffix.lower() in suffixes and p.is_file())
+    if not files:
+        raise FileNotFoundError(f"{folder}: a folder with no {kind} in it")
+    return files
+
+
 class ImageError(ValueError):
     """An input that cannot be read as an image; the message is meant for users."""
+
+
+class ImageTooLargeError(ImageError):
+    """An image above the pixel limit (a server answers 413 to it, not 400)."""
 
 
 _PLUGINS_REGISTERED = False
@@ -111,17 +131,50 @@ def _read(fp, name: str, max_pixels: int | None = None) -> np.ndarray:
         with Image.open(fp) as im:
             w, h = im.size
             if w * h > limit:
-                raise ImageError(f"{name}: {w}x{h} is too large (limit {limit:,} pixels)")
+                raise ImageTooLargeError(f"{name}: {w}x{h} is too large (limit {limit:,} pixels)")
             im.load()
             return to_rgb_array(im)
     except UnidentifiedImageError:
         raise ImageError(f"{name}: not an image (or a format Pillow cannot read)") from None
     except Image.DecompressionBombError:
-        raise ImageError(f"{name}: too large (limit {limit:,} pixels)") from None
+        raise ImageTooLargeError(f"{name}: too large (limit {limit:,} pixels)") from None
     except (OSError, SyntaxError, ValueError) as exc:
         if isinstance(exc, ImageError):
             raise
         raise ImageError(f"{name}: unreadable or truncated image ({exc})") from None
+
+
+def _tensor_as_hwc(image: torch.Tensor) -> np.ndarray:
+    """(C, H, W) or (1, C, H, W) -> (H, W, C)."""
+    t = image.detach().cpu()
+    if t.dim() == 4 and t.shape[0] == 1:
+        t = t[0]
+    if t.dim() != 3 or t.shape[0] not in (1, 3, 4):
+        raise ImageError(f"tensor images must be (C, H, W) with C in 1, 3, 4; got {tuple(t.shape)}")
+    return t.permute(1, 2, 0).numpy()
+
+
+def _as_uint8(arr: np.ndarray) -> np.ndarray:
+    """Floats in [0, 1], 16-bit or other integers -> uint8 (rounded, clipped)."""
+    if arr.dtype == np.uint8:
+        return arr
+    if np.issubdtype(arr.dtype, np.floating):
+        return np.clip(np.round(arr * 255.0), 0, 255).astype(np.uint8)
+    if arr.dtype == np.uint16:
+        return np.round(arr / 257.0).astype(np.uint8)
+    return np.clip(arr, 0, 255).astype(np.uint8)
+
+
+def _three_channels(arr: np.ndarray) -> np.ndarray:
+    """(H, W, 1/3/4) uint8 -> contiguous (H, W, 3): grey repeated, alpha dropped (a warning
+    when it was not opaque)."""
+    if arr.shape[2] == 4:
+        if arr[..., 3].min() < 255:
+            warnings.warn("alpha channel dropped: only RGB is coded", stacklevel=3)
+        arr = arr[..., :3]
+    if arr.shape[2] == 1:
+        arr = np.repeat(arr, 3, axis=2)
+    return np.ascontiguousarray(arr)
 
 
 def as_rgb_array(image: ImageLike) -> np.ndarray:
@@ -134,13 +187,7 @@ def as_rgb_array(image: ImageLike) -> np.ndarray:
     if isinstance(image, Image.Image):
         return to_rgb_array(image)
     if isinstance(image, torch.Tensor):
-        t = image.detach().cpu()
-        if t.dim() == 4 and t.shape[0] == 1:
-            t = t[0]
-        if t.dim() != 3 or t.shape[0] not in (1, 3, 4):
-            raise ImageError(f"tensor images must be (C, H, W) with C in 1, 3, 4; got {tuple(t.shape)}")
-        arr = t.permute(1, 2, 0).numpy()
-        image = arr
+        image = _tensor_as_hwc(image)
     arr = np.asarray(image)
     if arr.ndim == 2:
         arr = arr[..., None]
@@ -148,20 +195,7 @@ def as_rgb_array(image: ImageLike) -> np.ndarray:
         raise ImageError(f"arrays must be HxW or HxWxC with C in 1, 3, 4; got {arr.shape}")
     if arr.shape[0] * arr.shape[1] == 0:
         raise ImageError("image has no pixels")
-    if arr.dtype != np.uint8:
-        if np.issubdtype(arr.dtype, np.floating):
-            arr = np.clip(np.round(arr * 255.0), 0, 255).astype(np.uint8)
-        elif arr.dtype == np.uint16:
-            arr = np.round(arr / 257.0).astype(np.uint8)
-        else:
-            arr = np.clip(arr, 0, 255).astype(np.uint8)
-    if arr.shape[2] == 4:
-        if arr[..., 3].min() < 255:
-            warnings.warn("alpha channel dropped: only RGB is coded", stacklevel=2)
-        arr = arr[..., :3]
-    if arr.shape[2] == 1:
-        arr = np.repeat(arr, 3, axis=2)
-    return np.ascontiguousarray(arr)
+    return _three_channels(_as_uint8(arr))
 
 
 def to_tensor(arr: np.ndarray) -> torch.Tensor:

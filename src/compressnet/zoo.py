@@ -103,7 +103,7 @@ def kodak_results_path(name: str) -> Path:
 def kodak_results(entry: ZooEntry) -> dict[int, tuple[float, float, float]] | None:
     """Measured Kodak means per quality (bpp, PSNR, MS-SSIM), shipped beside the weights.
 
-    Written by ``python -m compressnet.evaluate.card`` into ``weights/<name>.kodak.json``.
+    Written by ``compressnet card`` into ``weights/<name>.kodak.json``.
     """
     path = kodak_results_path(entry.name)
     if not path.is_file():

@@ -1,14 +1,17 @@
 """Write a model card: training facts from the weights file, Kodak results, decoded crops.
 
-    python -m compressnet.evaluate.card sae-spn --data ../shared/data/kodak --out docs/cards
+    compressnet card sae-spn --data ../shared/data/kodak --out docs/cards
 
-writes ``docs/cards/<model>.md`` (+ ``<model>.json`` results and crop PNGs) from one run.
+writes ``docs/cards/<model>.md`` (+ ``<model>.json`` results, or with ``--ship`` the bundled
+``weights/<model>.kodak.json``, and crop PNGs) from one run.
 """
 
 from __future__ import annotations
 
 import argparse
-import shutil
+import json
+import os
+import tempfile
 from pathlib import Path
 
 import numpy as np
@@ -16,8 +19,8 @@ from PIL import Image
 
 from compressnet import zoo
 from compressnet.codec import load
-from compressnet.evaluate import learned
-from compressnet.image import open_image
+from compressnet.evaluate import compare
+from compressnet.image import files_in, open_image
 
 CROP = (256, 192)  # width, height of the side-by-side crops
 CROP_IMAGES = ("kodim23.png", "kodim05.png", "kodim14.png")
@@ -38,8 +41,19 @@ def side_by_side(codec, path: Path, qualities: list[int], out: Path) -> Path:
     return out
 
 
+def _shown(path: Path, base: Path) -> str:
+    """``path`` relative to the card's folder where it can be (how the card links to it)."""
+    try:
+        return os.path.relpath(path.resolve(), base.resolve())
+    except ValueError:  # another drive
+        return str(path)
+
+
+PROG = "compressnet card"  # `python -m compressnet.evaluate.card` works too
+
+
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(prog=PROG, description=__doc__.splitlines()[0])
     parser.add_argument("model")
     parser.add_argument("--data", required=True, help="evaluation folder (Kodak)")
     parser.add_argument("--out", default="docs/cards")
@@ -52,17 +66,21 @@ def main(argv: list[str] | None = None) -> int:
     codec = load(args.model)
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
-    files = learned.list_images(args.data)
+    files = files_in(args.data)
     from compressnet import perceptual
 
     why_not = "--no-perceptual" if args.no_perceptual else perceptual.unavailable()
-    scorer = None if why_not else perceptual.PerceptualScorer()
-    results = learned.evaluate_codec(codec, files, scorer=scorer)
-    json_path, _ = learned.write_results(results, codec.name, out,
-                                         description=f"{codec.name} on {args.data}, real file bytes")
-    summary = learned.summarize(results)
-    if args.ship:
-        shutil.copyfile(json_path, zoo.kodak_results_path(codec.name))
+    with tempfile.TemporaryDirectory() as tmp:  # the same pipeline as `compressnet eval`, uncached
+        items = compare.run_learned(codec, files, list(codec.qualities), compare.Cache(Path(tmp)),
+                                    switches=True, built_in=not args.no_perceptual)
+    rows = [row for row, _ in items]
+    doc = compare.summarize(rows)[compare.learned_name(codec)]
+    doc["description"] = f"{codec.name} on {args.data}, real file bytes; mean per quality"
+    # one copy: beside the weights (where `compressnet models` reads it) when shipped
+    json_path = zoo.kodak_results_path(codec.name) if args.ship else out / f"{codec.name}.json"
+    json_path.write_text(json.dumps(doc, indent=2) + "\n")
+    compare.write_csv(rows, out / f"{codec.name}.csv")
+    table = compare.format_table({codec.name: doc}, timings=True)
     crops = [side_by_side(codec, Path(args.data) / name, list(codec.qualities),
                           out / f"{codec.name}-{Path(name).stem}.png")
              for name in CROP_IMAGES if (Path(args.data) / name).is_file()]
@@ -81,7 +99,7 @@ def main(argv: list[str] | None = None) -> int:
         f"- Command: `{args.command or meta.get('command', '(not recorded)')}`",
         f"- Entropy coding: format version {codec.version_written()}, "
         + (f"context tables counted after training ({meta['context_tables']}; "
-           "`python -m compressnet.entropy.fit`)" if "context_tables" in meta
+           "`compressnet fit-entropy`)" if "context_tables" in meta
            else "the context tables learned in training")
         + (f"; a context network for the latent ({meta['context_net']})" if "context_net" in meta
            else "") + "; a colour layer of block means "
@@ -93,14 +111,14 @@ def main(argv: list[str] | None = None) -> int:
         "",
         f"## Results on {len(files)} images of `{args.data}` (real file bytes)",
         "",
-        learned.format_table(summary),
+        table,
         "",
         "LPIPS-Alex, LPIPS-VGG and DISTS: lower is better (`compressnet.perceptual`)."
-        if scorer else f"LPIPS and DISTS not measured here ({why_not}).",
+        if not why_not else f"LPIPS and DISTS not measured here ({why_not}).",
         "",
-        f"Regenerate: `python -m compressnet.evaluate.card {args.model} --data {args.data} --out {args.out}"
+        f"Regenerate: `compressnet card {args.model} --data {args.data} --out {args.out}"
         f"{' --no-perceptual' if args.no_perceptual else ''}{' --ship' if args.ship else ''}`",
-        f"(results: `{json_path.name}`).",
+        f"(results: `{_shown(json_path, out)}`).",
         "",
         "## Decoded crops",
         "",
@@ -110,7 +128,7 @@ def main(argv: list[str] | None = None) -> int:
     lines += [f"![{c.stem}]({c.name})" for c in crops]
     card = out / f"{codec.name}.md"
     card.write_text("\n".join(lines) + "\n")
-    print(learned.format_table(summary))
+    print(table)
     print(f"wrote {card}")
     return 0
 

@@ -42,9 +42,12 @@ class Row(NamedTuple):
     lpips_alex: float = float("nan")
     lpips_vgg: float = float("nan")
     dists: float = float("nan")
+    fixed_length_bpp: float = float("nan")  # a learned model's: sent symbols * log2(L) / pixels
+    switch_accuracy: float = float("nan")  # SAE-SPN's: predicted vs true finest-level switches
 
 
 PERCEPTUAL_FIELDS = {"lpips-alex": "lpips_alex", "lpips-vgg": "lpips_vgg", "dists": "dists"}
+LEARNED_FIELDS = {"fixed-length-bpp": "fixed_length_bpp", "switch-accuracy": "switch_accuracy"}
 
 
 class Scorer:
@@ -53,13 +56,15 @@ class Scorer:
     features from a user's extractor."""
 
     def __init__(self, lpips_backbone: str | None = None, lpips_lin: str | None = None,
-                 dists_weights: str | None = None, fid_model: str | None = None) -> None:
+                 dists_weights: str | None = None, fid_model: str | None = None,
+                 built_in: bool = True) -> None:
         from compressnet import perceptual as metrics
         from compressnet.evaluate import perceptual
 
         self.paths = (lpips_backbone, lpips_lin, dists_weights, fid_model)
+        self.key = (self.paths, built_in)  # what it was built for
         chosen: dict = {}
-        if metrics.unavailable() is None:
+        if built_in and metrics.unavailable() is None:
             chosen = {"lpips-alex": metrics.LPIPS("alex"), "lpips-vgg": metrics.LPIPS("vgg"),
                       "dists": metrics.DISTS()}
         if lpips_backbone and lpips_lin:
@@ -85,18 +90,18 @@ class Scorer:
 _SCORER: Scorer | None = None
 
 
-def _init_worker(paths: tuple) -> None:
+def _init_worker(paths: tuple, built_in: bool = True) -> None:
     global _SCORER
-    _SCORER = Scorer(*paths)
+    _SCORER = Scorer(*paths, built_in=built_in)
 
 
-def scorer_tag(paths: tuple) -> str:
+def scorer_tag(paths: tuple, built_in: bool = True) -> str:
     """What the cache keys on besides the codec: the metrics computed (a different set is a
-    different entry)."""
+    different entry). ``built_in=False``: without the installed packages' LPIPS and DISTS."""
     from compressnet import perceptual
 
-    built_in = "" if perceptual.unavailable() else "no-perceptual"
-    return "|".join(["metrics2", built_in, *(str(p) for p in paths if p)])
+    on = built_in and perceptual.unavailable() is None
+    return "|".join(["metrics2", "" if on else "no-perceptual", *(str(p) for p in paths if p)])
 
 
 def _measure(name: str, pixels: np.ndarray, data: bytes, decode, enc_time: float, point: str,
@@ -149,8 +154,29 @@ def learned_name(codec, refine: int = 0, realism: float = 0.0) -> str:
     return f"{name}@realism{realism:g}" if realism else name
 
 
-def learned_rows(codec, path: Path, qualities: list[int], refine: int = 0, realism: float = 0.0
-                 ) -> list[tuple[Row, np.ndarray | None]]:
+def switch_accuracy(codec, pixels: np.ndarray, quality: int) -> float:
+    """SAE-SPN: how often the decoder's predicted max-pool switches are the encoder's (NaN for
+    the other architectures, which send them or have none)."""
+    import torch
+
+    from compressnet.image import pad_to_multiple, to_tensor
+    from compressnet.models.autoencoder import DOWNSAMPLING
+    from compressnet.models.layers import switch_classes
+
+    if codec.cfg.arch != "sae-spn":
+        return float("nan")
+    with torch.inference_mode():
+        x = pad_to_multiple(to_tensor(pixels), DOWNSAMPLING)
+        y_hat, _, enc = codec.model.encode(x, codec.channels_sent(quality))
+        logits = codec.model.decode(y_hat).switch_logits
+        hits = [(switch_classes(lg) == enc.switches[lv]).float().mean().item() for lv, lg in logits.items()]
+    return float(np.mean(hits))
+
+
+def learned_rows(codec, path: Path, qualities: list[int], refine: int = 0, realism: float = 0.0,
+                 switches: bool = False) -> list[tuple[Row, np.ndarray | None]]:
+    """A model's rows for one image; ``switches`` adds SAE-SPN's switch accuracy (another
+    encoder and decoder pass)."""
     import functools
 
     pixels = open_image(path)
@@ -158,9 +184,12 @@ def learned_rows(codec, path: Path, qualities: list[int], refine: int = 0, reali
     rows = []
     for q in qualities:
         t0 = time.perf_counter()
-        data = codec.compress(pixels, quality=q, refine=refine)
-        rows.append(_measure(learned_name(codec, refine, realism), pixels, data, decode,
-                             time.perf_counter() - t0, f"q{q}", q, False, path.name))
+        enc = codec.encode(pixels, quality=q, refine=refine)
+        row, feats = _measure(learned_name(codec, refine, realism), pixels, enc.data, decode,
+                              time.perf_counter() - t0, f"q{q}", q, False, path.name)
+        row = row._replace(fixed_length_bpp=enc.fixed_length_bpp, switch_accuracy=(
+            switch_accuracy(codec, pixels, q) if switches else float("nan")))
+        rows.append((row, feats))
     return rows
 
 
@@ -245,18 +274,23 @@ def run_classical(names: list[str], files: list[Path], targets: tuple[float, ...
 
 def run_learned(codec, files: list[Path], qualities: list[int], cache: Cache,
                 progress: bool = True, scorer_paths: tuple = (), refine: int = 0,
-                realism: float = 0.0) -> Items:
+                realism: float = 0.0, switches: bool = False, built_in: bool = True) -> Items:
+    """A model's rows at ``qualities`` on ``files`` decoded at ``realism`` (from ``cache`` where
+    it has them); ``switches``: SAE-SPN's switch accuracy too; ``built_in``: the installed
+    LPIPS and DISTS (``scorer_paths``: a user's weights and FID model)."""
     name = learned_name(codec, refine, realism)
     key = f"{codec.fingerprint.hex()}:v{codec.version_written()}:" + ",".join(map(str, qualities))
     if realism:
         key += f":realism{realism:g}:{codec.realism_digest}"
+    if switches:
+        key += ":switches"
     items: Items = []
     for f in tqdm(files, desc=name, disable=not progress, unit="img"):
         cached = cache.get(name, f, key)
         if cached is None:
-            if _SCORER is None or _SCORER.paths != tuple(scorer_paths):  # built for these files
-                _init_worker(tuple(scorer_paths))
-            cached = learned_rows(codec, f, qualities, refine, realism)
+            if _SCORER is None or _SCORER.key != (tuple(scorer_paths), built_in):
+                _init_worker(tuple(scorer_paths), built_in)
+            cached = learned_rows(codec, f, qualities, refine, realism, switches)
             cache.put(name, f, key, cached)
         items += cached
     return items
@@ -297,10 +331,12 @@ def summarize(rows: list[Row], distribution: dict | None = None) -> dict[str, di
             res["encoding_time"].append(float(np.mean([r.encoding_time for r in sel])))
             res["decoding_time"].append(float(np.mean([r.decoding_time for r in sel])))
             res["above-target"].append(sum(r.above_target for r in sel))
-            for metric, field in PERCEPTUAL_FIELDS.items():
+            for metric, field in {**PERCEPTUAL_FIELDS, **LEARNED_FIELDS}.items():
                 values = [getattr(r, field) for r in sel]
                 if not np.isnan(values).all():
                     res.setdefault(metric, []).append(float(np.nanmean(values)))
+            if all(r.point.startswith("q") for r in sel):  # a learned model's quality
+                res.setdefault("quality", []).append(sel[0].setting)
             for metric, value in distribution.get((name, p), {}).items():
                 res.setdefault(metric, []).append(value)
         order = np.argsort(res["bpp"], kind="stable")
@@ -320,27 +356,47 @@ def write_outputs(rows: list[Row], out_dir: Path, distribution: dict | None = No
         path = out_dir / f"{file_stem(name)}.json"
         path.write_text(json.dumps(doc, indent=2) + "\n")
         paths.append(path)
-    with (out_dir / "per-image.csv").open("w", newline="") as f:
-        writer = csv.writer(f)
-        writer.writerow(Row._fields)
-        writer.writerows(rows)
+    write_csv(rows, out_dir / "per-image.csv")
     return paths
 
 
-def format_table(docs: dict[str, dict], by_point: bool = False) -> str:
+def write_csv(rows: list[Row], path: Path) -> Path:
+    """Every row, one per image and point."""
+    with path.open("w", newline="") as f:
+        writer = csv.writer(f)
+        writer.writerow(Row._fields)
+        writer.writerows(rows)
+    return path
+
+
+def _cell(results: dict, metric: str, i: int, form: str) -> str:
+    return format(results[metric][i], form) if metric in results else "-"
+
+
+def format_table(docs: dict[str, dict], by_point: bool = False, timings: bool = False) -> str:
     """A markdown table of the means: one row per codec and point (``by_point``: grouped by
-    point, as an equal-bytes comparison reads). LPIPS and DISTS columns where measured."""
-    extra = [m for m in PERCEPTUAL_FIELDS if any(m in d["results"] for d in docs.values())]
-    heads = ["codec", "point", "bpp", "PSNR (dB)", "MS-SSIM", *(m.upper() for m in extra),
-             "images above target"]
+    point, as an equal-bytes comparison reads). LPIPS and DISTS columns where measured, a
+    learned model's fixed-length rate and switch accuracy where measured, and with ``timings``
+    the seconds to encode and decode."""
+    def present(metric: str) -> bool:
+        return any(metric in d["results"] for d in docs.values())
+
+    perceptual = [m for m in PERCEPTUAL_FIELDS if present(m)]
+    fixed = ["fixed-length-bpp"] if present("fixed-length-bpp") else []
+    switches = ["switch-accuracy"] if present("switch-accuracy") else []
+    times = ["encoding_time", "decoding_time"] if timings else []
+    heads = ["codec", "point", "bpp", *(["fixed-length bpp"] if fixed else []), "PSNR (dB)", "MS-SSIM",
+             *(m.upper() for m in perceptual), *(["switch acc."] if switches else []),
+             *(["enc s", "dec s"] if timings else []), "images above target"]
     rows = []
     for name, doc in docs.items():
         r = doc["results"]
         for i in range(len(r["bpp"])):
-            cells = [name, r["point"][i], f"{r['bpp'][i]:.4f}", f"{r['psnr-rgb'][i]:.2f}",
-                     f"{r['ms-ssim-rgb'][i]:.4f}", *(f"{r[m][i]:.4f}" for m in extra),
-                     str(r["above-target"][i] or "")]
-            rows.append(cells)
+            rows.append([name, r["point"][i], f"{r['bpp'][i]:.4f}", *(_cell(r, m, i, ".4f") for m in fixed),
+                         f"{r['psnr-rgb'][i]:.2f}", f"{r['ms-ssim-rgb'][i]:.4f}",
+                         *(_cell(r, m, i, ".4f") for m in perceptual),
+                         *(_cell(r, m, i, ".1%") for m in switches),
+                         *(_cell(r, m, i, ".2f") for m in times), str(r["above-target"][i] or "")])
     if by_point:
         order = list(dict.fromkeys(c[1] for c in rows))
         rows.sort(key=lambda c: order.index(c[1]))  # stable: codecs keep their order

@@ -28,9 +28,9 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from compressnet.entropy.context_model import ContextModel
 from compressnet.models.arithmetic import FLOAT32, Float32
 from compressnet.models.config import ModelConfig
+from compressnet.models.context_model import ContextModel
 from compressnet.models.layers import (
     ChannelNorm,
     ResidualBlock,

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 ARCHITECTURES = ("sae", "swwae", "sae-spn")
 PRESETS = ("paper", "lite")
@@ -32,7 +32,6 @@ class ModelConfig:
     spn_levels: tuple[int, ...] = (0,)
     qualities: tuple[int, ...] = (4, 6, 8, 11, 16)
     up_blocks: tuple[int, ...] = (0, 0, 0, 0)  # residual blocks after each level's 2x up
-    extra: dict = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         if self.arch not in ARCHITECTURES:
@@ -67,6 +66,7 @@ class ModelConfig:
     @classmethod
     def from_json(cls, text: str) -> ModelConfig:
         raw = json.loads(text)
+        raw.pop("extra", None)  # an unused field that files before 0.9.0 carry (always {})
         for key in TUPLE_FIELDS:
             if key in raw:
                 raw[key] = tuple(raw[key])

@@ -5,7 +5,7 @@ what the coder uses: they never pass through a float computation at decode time.
 The fingerprint is a hash of everything in the file that shapes the decoded
 image, so a bitstream can refuse to decode with other weights.  Files of format
 versions 1 and 3 were coded without the counted scheme-2 tables (``tables.latent2``, added by
-:mod:`compressnet.entropy.fit`), so they carry a fingerprint that leaves them out:
+:mod:`compressnet.train.fit_entropy`), so they carry a fingerprint that leaves them out:
 adding those tables to a model keeps its old files decodable.  In the same way files of
 versions 1 to 6 carry a fingerprint without the context network (``context_net.*``, format
 versions 7 and 8), so adding one keeps them decodable too.
@@ -23,10 +23,10 @@ from safetensors import safe_open
 from safetensors.numpy import load_file as np_load_file
 from safetensors.numpy import save_file as np_save_file
 
-from compressnet.entropy.context_net import PREFIX as CONTEXT_NET_PREFIX
-from compressnet.entropy.context_net import ContextNet
 from compressnet.models.autoencoder import CompressNetModel
 from compressnet.models.config import ModelConfig
+from compressnet.models.context_net import PREFIX as CONTEXT_NET_PREFIX
+from compressnet.models.context_net import ContextNet
 
 WEIGHTS_FORMAT = "compressnet-weights/1"
 
@@ -36,9 +36,10 @@ class LoadedModel(NamedTuple):
     tables: dict[str, np.ndarray]  # integer coder tables
     fingerprint: bytes  # 8 bytes; bitstreams carry a prefix of it
     metadata: dict[str, str]
-    v1_fingerprint: bytes  # the same without the arrays that format-1 and -3 files do not use
+    # context scheme -> the fingerprint its files carry: the arrays that scheme reads (so adding
+    # tables or a network to weights leaves the files written before decodable)
+    scheme_fingerprints: dict[int, bytes]
     context_net: ContextNet | None = None  # context scheme 3's network, if the file has one
-    scheme_fingerprints: dict[int, bytes] | None = None  # context scheme -> its files' fingerprint
     path: Path | None = None  # the weights file it was read from
 
 
@@ -132,4 +133,4 @@ def load_weights(path: str | Path) -> LoadedModel:
     prints = {1: _fingerprint(meta["config"], arrays, FORMAT2_ONLY + net_arrays),
               2: _fingerprint(meta["config"], arrays, net_arrays),
               3: _fingerprint(meta["config"], arrays)}
-    return LoadedModel(model, tables, prints[3], meta, prints[1], net, prints, path)
+    return LoadedModel(model, tables, prints[3], meta, prints, net, path)

@@ -27,11 +27,12 @@ from collections.abc import Callable
 import torch
 from torch import Tensor
 
-from compressnet.entropy.context_net import ContextNet
+from compressnet.metrics import ms_ssim_similarity
 from compressnet.models.autoencoder import CompressNetModel
+from compressnet.models.context_net import ContextNet
 
 LAMBDA = 200.0  # the objective the bundled models were trained with (for sae-spn-lite, its first
-MSSSIM_WEIGHT = 10.0  # 6,002 steps; its last 13,641 weighed MS-SSIM 20 and scored through the layer)
+MSSSIM_WEIGHT = 10.0  # steps; its later steps weighed MS-SSIM 20: see docs/cards/sae-spn-lite.md)
 RATE_WEIGHT = 1.0
 STEP_SIZE = 0.1  # Adam's learning rate, in quantisation steps
 RATE_BACKOFF = 2.0  # the rate weight's factor after a step whose file is too large
@@ -43,12 +44,10 @@ def objective(model: CompressNetModel, x_hat: Tensor, target: Tensor, y: Tensor,
               keep: int, rate_weight: float = RATE_WEIGHT, net: ContextNet | None = None) -> Tensor:
     """What refinement lowers: the training objective of one image, rate in bits per pixel
     (under the context network ``net`` where the file is coded with one)."""
-    from compressnet.train.losses import ms_ssim_loss  # pytorch-msssim: imported on use
-
     h, w = target.shape[-2:]
     loss = LAMBDA * torch.mean((x_hat - target) ** 2)
     if min(h, w) >= MIN_MSSSIM_SIDE:
-        loss = loss + MSSSIM_WEIGHT * (1 - ms_ssim_loss(x_hat, target))
+        loss = loss + MSSSIM_WEIGHT * (1 - ms_ssim_similarity(x_hat, target))
     return loss + rate_weight * model.entropy.latent_bits(y, symbols, keep, net).sum() / (h * w)
 
 

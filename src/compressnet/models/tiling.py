@@ -81,10 +81,11 @@ def decoder_halo(cfg: ModelConfig) -> int:
     return radius
 
 
-def encoder_halo(cfg: ModelConfig) -> int:
+def encoder_halo() -> int:
     """Latent pixels on each side of a tile that its latent depends on: the two 3x3 convs at the
     latent's resolution, then per level back to the image its 2x2 pool (twice the pixels, plus
-    one for the window) and its conv (3x3; the first is a 7x7)."""
+    one for the window) and its conv (3x3; the first is a 7x7). Every architecture and preset
+    shares these kernels (widths differ, reach does not), so no config is needed."""
     radius = 2
     for level in (3, 2, 1, 0):
         radius = 2 * radius + 1 + (3 if level == 0 else 1)
@@ -124,7 +125,7 @@ def encode_tiled(model: CompressNetModel, x: Tensor, switch_levels: tuple[int, .
     y = x.new_empty(1, model.cfg.latent_channels, h, w)
     switches = {lv: torch.empty(1, model.cfg.enc_widths[lv], h * LEVEL_SCALE[lv], w * LEVEL_SCALE[lv],
                                 dtype=torch.int64) for lv in switch_levels}
-    parts = tiles(h, w, encoder_halo(model.cfg), tile)
+    parts = tiles(h, w, encoder_halo(), tile)
 
     def encode(t: Tile) -> EncoderOutput:
         with torch.no_grad():  # grad mode is per thread

@@ -13,14 +13,18 @@ from fastapi.responses import HTMLResponse, JSONResponse
 from compressnet import zoo
 from compressnet.codec import Codec, load
 from compressnet.image import MAX_PIXELS
-from compressnet.server import DEFAULT_MAX_PIXELS, DEFAULT_MAX_UPLOAD
+from compressnet.server import DEFAULT_MAX_PIXELS, DEFAULT_MAX_UPLOAD, DEFAULT_TIME_LIMIT
+from compressnet.server.docs import render_api_docs
 from compressnet.server.jobs import Job, JobRunner
+from compressnet.server.limits import BodyLimit, JobTimeout, too_large
 from compressnet.server.service import UploadError, compress_upload, decompress_upload, preview_upload
 
+FORM_OVERHEAD = 64 * 1024  # a multipart body's bytes besides the file: boundaries, form fields
 MAX_REFINE = 40  # steps a request may ask for (40: about a minute for a 768x512 photo here)
 
 Upload = Annotated[UploadFile, File(description="the image (or .cnet file)")]
-OptInt = Annotated[int | None, Form(description="quality, 1 = lowest rate (default 2)")]
+OptInt = Annotated[int | None,
+                   Form(description="quality, 1 = lowest rate (default: the model's, see /api/models)")]
 OptFloat = Annotated[float | None,
                      Form(description="highest quality (then finest colour blocks) whose file fits this bpp")]
 Flag = Annotated[bool, Form(description="also match HEVC, AVIF and JPEG to the file size")]
@@ -35,36 +39,42 @@ Refine = Annotated[int, Form(description=(
 def _error(exc: Exception) -> tuple[int, str]:
     if isinstance(exc, UploadError):
         return exc.status, str(exc)
+    if isinstance(exc, JobTimeout):
+        return 503, str(exc)
     if isinstance(exc, MemoryError):
         return 413, "out of memory: try a smaller image"
     return 500, f"internal error: {type(exc).__name__}: {exc}"
 
 
-def create_app(model: str = zoo.DEFAULT_MODEL, max_upload: int = DEFAULT_MAX_UPLOAD,
-               max_pixels: int = DEFAULT_MAX_PIXELS, workers: int = 2) -> FastAPI:
-    """The app; ``model`` is a bundled name or a weights path, loaded once at start."""
+# C901 counts the routes' branches as the factory's: they are closures over the app's settings
+# (codec, limits, pool), each a few lines, which FastAPI's decorators want defined here.
+def create_app(model: str = zoo.DEFAULT_MODEL, max_upload: int = DEFAULT_MAX_UPLOAD,  # noqa: C901
+               max_pixels: int = DEFAULT_MAX_PIXELS, workers: int = 2,
+               time_limit: float = DEFAULT_TIME_LIMIT) -> FastAPI:
+    """The app; ``model`` is a bundled name or a weights path, loaded once at start. At most
+    ``workers`` requests run at once (the rest queue), each for at most ``time_limit`` seconds."""
     codec: Codec = load(model)
     decoders: dict[int, Codec] = {}
-    runner = JobRunner(workers=workers)
+    runner = JobRunner(workers=workers, time_limit=time_limit)
     max_pixels = min(max_pixels, MAX_PIXELS)
     @contextlib.asynccontextmanager
     async def lifespan(app: FastAPI):
         yield
         runner.shutdown()
 
-    app = FastAPI(title="CompressNet", version="1", lifespan=lifespan, description=(
+    # /docs is served from here (docs.py), not Swagger's CDN: the page works offline
+    app = FastAPI(title="CompressNet", version="1", lifespan=lifespan, docs_url=None, redoc_url=None,
+                  description=(
         "Generative image compression at extremely low bitrates, compared at equal file size with "
         f"HEVC (x265 via pillow-heif, BPG's engine), AVIF and JPEG. Uploads up to {max_upload:,} "
         f"bytes and {max_pixels:,} pixels; nothing is stored."))
     app.state.codec, app.state.runner = codec, runner
+    app.add_middleware(BodyLimit, max_body=max_upload + FORM_OVERHEAD, max_upload=max_upload)
 
     async def read_upload(request: Request, upload: UploadFile) -> bytes:
-        declared = request.headers.get("content-length")
-        if declared and declared.isdigit() and int(declared) > max_upload + 64 * 1024:
-            raise HTTPException(413, f"upload too large (limit {max_upload:,} bytes)")
-        data = await upload.read(max_upload + 1)
+        data = await upload.read(max_upload + 1)  # the body is bounded already (BodyLimit)
         if len(data) > max_upload:
-            raise HTTPException(413, f"upload too large (limit {max_upload:,} bytes)")
+            raise HTTPException(413, too_large(max_upload))
         return data
 
     def compress_job(request_data: bytes, name: str, quality: int | None, target_bpp: float | None,
@@ -89,6 +99,10 @@ def create_app(model: str = zoo.DEFAULT_MODEL, max_upload: int = DEFAULT_MAX_UPL
     @app.get("/", response_class=HTMLResponse, include_in_schema=False)
     def index() -> str:
         return (resources.files("compressnet.server") / "static" / "index.html").read_text()
+
+    @app.get("/docs", response_class=HTMLResponse, include_in_schema=False)
+    def api_docs() -> str:
+        return render_api_docs(app.openapi())
 
     @app.get("/api/models", summary="The model in use and the bundled models")
     def models() -> dict:
@@ -129,7 +143,8 @@ def create_app(model: str = zoo.DEFAULT_MODEL, max_upload: int = DEFAULT_MAX_UPL
     async def decompress(request: Request, file: Upload, realism: Realism = None) -> dict:
         data = await read_upload(request, file)
         return await finished(runner.submit(
-            lambda progress: decompress_upload(data, codec, decoders, realism, max_pixels), _error))
+            lambda progress: decompress_upload(data, codec, decoders, realism, max_pixels, progress),
+            _error))
 
     @app.post("/api/preview", summary="The coarse colours a .cnet file starts with, without decoding it")
     async def preview(request: Request, file: Upload) -> dict:

@@ -10,6 +10,8 @@ from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any
 
+from compressnet.server.limits import TimeLimit
+
 ProgressFn = Callable[[float, str], None]
 
 
@@ -36,10 +38,14 @@ class Job:
 
 
 class JobRunner:
-    """Runs model work in ``workers`` threads; keeps finished jobs for ``keep_seconds``."""
+    """Runs model work in ``workers`` threads (more requests queue); keeps finished jobs for
+    ``keep_seconds``; a job's every progress step checks its ``time_limit`` (seconds from
+    when it starts running, 0: none) and stops it past that."""
 
-    def __init__(self, workers: int = 2, keep_seconds: float = 600.0, max_jobs: int = 100) -> None:
+    def __init__(self, workers: int = 2, keep_seconds: float = 600.0, max_jobs: int = 100,
+                 time_limit: float = 0.0) -> None:
         self.pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="compressnet")
+        self.time_limit = time_limit
         self.jobs: dict[str, Job] = {}
         self.lock = threading.Lock()
         self.keep_seconds = keep_seconds
@@ -60,11 +66,15 @@ class JobRunner:
             job = Job(uuid.uuid4().hex)
             self.jobs[job.id] = job
 
+        limit = TimeLimit(self.time_limit)
+
         def progress(fraction: float, stage: str) -> None:
+            limit.check()
             job.progress, job.stage = fraction, stage
 
         def run() -> None:
             job.state = "running"
+            limit.start()
             try:
                 job.result = work(progress)
                 job.progress, job.stage, job.state = 1.0, "done", "done"

@@ -12,7 +12,7 @@ from PIL import Image
 from compressnet import bitstream
 from compressnet.codec import Codec, CodecError, load_for_header, preview_array
 from compressnet.evaluate import classical
-from compressnet.image import ImageError, decode_image_bytes
+from compressnet.image import ImageError, ImageTooLargeError, decode_image_bytes
 from compressnet.metrics import ms_ssim, psnr
 
 COMPARED = ("hevc", "avif", "hevc@1/2", "avif@1/2", "jpeg")
@@ -54,7 +54,7 @@ def compress_upload(codec: Codec, data: bytes, name: str, quality: int | None, t
     try:
         pixels = decode_image_bytes(data, name, max_pixels)
     except ImageError as exc:
-        status = 413 if "too large" in str(exc) else 400
+        status = 413 if isinstance(exc, ImageTooLargeError) else 400
         raise UploadError(str(exc), status) from None
     h, w = pixels.shape[:2]
     progress(0.15, f"compressing with {codec.name}")
@@ -65,13 +65,19 @@ def compress_upload(codec: Codec, data: bytes, name: str, quality: int | None, t
         done += 1
         progress(0.15 + 0.3 * done / refine, f"refining the latent: step {done} of {refine}")
 
+    def on_encoder_tile(done: int, total: int) -> None:  # also where the time limit is checked
+        progress(0.15, f"compressing with {codec.name}: tile {done} of {total}")
+
     try:
-        result = codec.encode_to_target(pixels, target_bpp, refine, on_step=on_step) if target_bpp \
-            else codec.encode(pixels, quality, refine, on_step=on_step)
+        result = codec.encode_to_target(pixels, target_bpp, refine, on_step=on_step,
+                                        on_tile=on_encoder_tile) if target_bpp \
+            else codec.encode(pixels, quality, refine, on_step=on_step, on_tile=on_encoder_tile)
     except CodecError as exc:
         raise UploadError(str(exc)) from None
     progress(0.45, "decoding")
-    decoded = codec.decompress_array(result.data, realism=realism)
+    decoded = codec.decompress_array(
+        result.data, realism=realism,
+        on_tile=lambda done, total: progress(0.45, f"decoding: tile {done} of {total}"))
     out = {"name": name, "width": w, "height": h, "model": codec.name, "quality": result.quality,
            "refine": refine, "realism": realism,
            **_scores(pixels, decoded, len(result.data)),
@@ -112,9 +118,10 @@ def preview_upload(data: bytes, max_pixels: int | None = None) -> dict:
 
 
 def decompress_upload(data: bytes, default: Codec, codecs: dict[int, Codec],
-                      realism: float | None = None, max_pixels: int | None = None) -> dict:
+                      realism: float | None = None, max_pixels: int | None = None,
+                      progress: Callable[[float, str], None] | None = None) -> dict:
     """Decode an uploaded ``.cnet`` file with the bundled model its header names, at
-    ``realism`` (None: that model's default)."""
+    ``realism`` (None: that model's default); ``progress`` hears of every decoded tile."""
     try:
         header, _ = bitstream.unpack(data)
         _check_pixels(header, max_pixels)
@@ -125,7 +132,9 @@ def decompress_upload(data: bytes, default: Codec, codecs: dict[int, Codec],
                 codecs[header.model_id] = load_for_header(data)
             codec = codecs[header.model_id]
         realism = codec.default_realism if realism is None else realism
-        pixels = codec.decompress_array(data, realism=realism)
+        on_tile = None if progress is None else \
+            (lambda done, total: progress(done / total, f"decoding: tile {done} of {total}"))
+        pixels = codec.decompress_array(data, realism=realism, on_tile=on_tile)
     except (bitstream.BitstreamError, CodecError) as exc:
         raise UploadError(str(exc)) from None
     bpp = len(data) * 8 / (header.width * header.height)

@@ -10,7 +10,7 @@ import torch
 from PIL import Image
 from tqdm import tqdm
 
-from compressnet.image import IMAGE_SUFFIXES, register_plugins, to_rgb_array
+from compressnet.image import files_in, register_plugins, to_rgb_array
 
 # Sub-folders that the paper's data sets use for training / validation.
 LAYOUTS = {
@@ -24,17 +24,21 @@ def find_images(root: str | Path, layout: str = "folder", split: str = "train") 
     """Image files under ``root``; for ``clic``/``cityscapes`` the split's folders only."""
     root = Path(root)
     if layout == "folder":
-        dirs = [root]
-    elif layout in LAYOUTS:
-        dirs = [root / d for d in LAYOUTS[layout][split] if (root / d).is_dir()]
-        if layout == "clic":  # mobile and professional sets may both be there
-            dirs = list(dict.fromkeys(dirs))
-    else:
+        return files_in(root, recursive=True)
+    if layout not in LAYOUTS:
         raise ValueError(f"unknown layout {layout!r}; choose folder, clic or cityscapes")
-    files = sorted({p for d in dirs for p in d.rglob("*") if p.suffix.lower() in IMAGE_SUFFIXES})
+    dirs = dict.fromkeys(root / d for d in LAYOUTS[layout][split] if (root / d).is_dir())
+    files = sorted({p for d in dirs for p in _images_or_none(d)})
     if not files:
         raise FileNotFoundError(f"no images found under {root} (layout {layout}, split {split})")
     return files
+
+
+def _images_or_none(folder: Path) -> list[Path]:
+    try:
+        return files_in(folder, recursive=True)
+    except FileNotFoundError:
+        return []
 
 
 def read_photo(path: Path, max_side: int = 1024) -> np.ndarray:

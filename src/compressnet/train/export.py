@@ -3,10 +3,10 @@
 The ladder (channels sent per quality) is picked after training, on held-out images:
 a model trained with random channel truncation can send any prefix of its latent.
 
-    python -m compressnet.train.export runs/x/ckpt.pt --qualities 6 8 11 16 \
+    compressnet export runs/x/ckpt.pt --qualities 6 8 11 16 \
         -o src/compressnet/weights/sae-spn-lite.safetensors
-    python -m compressnet.train.export runs/x/ckpt.pt --sweep VAL_FOLDER   # rate/PSNR per k
-    python -m compressnet.train.export runs/x/ckpt.pt --slim x.pt   # fp16, no optimiser state
+    compressnet export runs/x/ckpt.pt --sweep VAL_FOLDER   # rate/PSNR per k
+    compressnet export runs/x/ckpt.pt --slim x.pt   # fp16, no optimiser state
 """
 
 from __future__ import annotations
@@ -69,7 +69,7 @@ def latent_models_of(weights: str | Path, encoder_of: CompressNetModel | None = 
     """``weights``' latent models; with ``encoder_of``, refused unless they were fitted on that
     model's symbols (same encoder and quantiser): another encoder's would code its symbols
     badly or, with other quantiser levels, wrongly."""
-    from compressnet.entropy.context_net import PREFIX
+    from compressnet.models.context_net import PREFIX
 
     arrays = load_file(str(weights))
     for name, t in (encoder_of.state_dict().items() if encoder_of is not None else ()):
@@ -143,8 +143,11 @@ def save_slim(ckpt: dict, model_state: dict, output: str | Path) -> None:
     tmp.replace(output)
 
 
+PROG = "compressnet export"  # `python -m compressnet.train.export` works too
+
+
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(prog=PROG, description=__doc__.splitlines()[0])
     parser.add_argument("checkpoint")
     parser.add_argument("--qualities", nargs="+", type=int, help="channels sent per quality")
     parser.add_argument("-o", "--output", help="weights file to write (fp16 safetensors)")
@@ -153,7 +156,7 @@ def main(argv: list[str] | None = None) -> int:
                         help="facts for the model card (hardware=..., data=..., command=...)")
     parser.add_argument("--latent-models", metavar="WEIGHTS",
                         help="carry the coder tables and context network of this weights file "
-                        "(fitted on the same encoder's symbols, e.g. by compressnet.entropy.fit); "
+                        "(fitted on the same encoder's symbols, e.g. by compressnet.train.fit_entropy); "
                         "a --freeze-encoder run carries its init's by default")
     parser.add_argument("--slim", metavar="FILE", help="write an fp16 checkpoint without "
                         "optimiser state (to move a run between machines)")

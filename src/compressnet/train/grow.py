@@ -4,7 +4,7 @@ New residual blocks (``up_blocks``, ``res_blocks``) start as the identity (their
 convolution is zero), so the grown model decodes exactly as the old one did and training
 continues from there instead of from scratch::
 
-    python -m compressnet.train.grow runs/x/slim.pt --set '{"up_blocks": [0, 2, 2, 2]}' -o grown.pt
+    compressnet grow runs/x/slim.pt --set '{"up_blocks": [0, 2, 2, 2]}' -o grown.pt
     python -m compressnet.train runs/data --out runs/y --preset-overrides '{"up_blocks": [0, 2, 2, 2]}'
         # with runs/y/ckpt.pt = grown.pt: it resumes from the grown weights
 
@@ -70,8 +70,11 @@ def grow_checkpoint(checkpoint: str | Path, output: str | Path, changes: dict) -
     return sorted(set(state) - set(old_state))
 
 
+PROG = "compressnet grow"  # `python -m compressnet.train.grow` works too
+
+
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(prog=PROG, description=__doc__.splitlines()[0])
     parser.add_argument("checkpoint", help="a training or slim checkpoint")
     parser.add_argument("--set", required=True, type=json.loads, metavar="JSON",
                         help=f"new values of {', '.join(GROWABLE)}, e.g. '{{\"up_blocks\": [0, 2, 2, 2]}}'")

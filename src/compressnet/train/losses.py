@@ -9,6 +9,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
+from compressnet.metrics import ms_ssim_similarity
 from compressnet.models.autoencoder import ForwardOutput
 from compressnet.models.layers import switch_classes
 
@@ -36,10 +37,6 @@ def generator_terms(x: Tensor, out: ForwardOutput) -> GeneratorTerms:
     return GeneratorTerms(bpp, mse, stacked, ce, acc)
 
 
-def psnr(mse: float) -> float:
-    return 10 * torch.log10(torch.tensor(1.0 / max(mse, 1e-12))).item()
-
-
 def discriminator_loss(real_logits: Tensor, fake_logits: Tensor, kind: str = "ns") -> Tensor:
     """Discriminator loss: non-saturating (``ns``) or ``hinge``."""
     if kind == "hinge":
@@ -55,18 +52,8 @@ def generator_adversarial_loss(fake_logits: Tensor) -> Tensor:
 
 
 def ms_ssim_loss(x_hat: Tensor, x: Tensor) -> Tensor:
-    """Differentiable 5-scale MS-SSIM of images in [0, 1].
-
-    The standard 11-tap window needs sides above 160 px; on smaller training crops the
-    window shrinks to the largest odd size that fits (7 taps at 128 px, 3 at 64 px).
-    """
-    from pytorch_msssim import ms_ssim
-
-    side = min(x.shape[-2:])
-    win = 11
-    while win > 3 and side <= (win - 1) * 16:
-        win -= 2
-    return ms_ssim(x_hat.clamp(0, 1), x, data_range=1.0, win_size=win)
+    """1 - MS-SSIM (:func:`compressnet.metrics.ms_ssim_similarity`): 0 for identical images."""
+    return 1 - ms_ssim_similarity(x_hat, x)
 
 
 class FeatureLoss(torch.nn.Module):

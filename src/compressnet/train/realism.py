@@ -126,13 +126,14 @@ class RealismConfig(NamedTuple):
     seed: int = 0
     default_realism: float = 1.0  # what `decompress` uses with the exported file unless told
     resume_slim: str = ""  # a slim checkpoint (save_slim) to go on from in a new run folder
+    quality_weights: str = ""  # relative draw weight of each quality, "2,1,1,1,1,1" (empty: even)
 
 
 def _crops(cache: list[CachedPhoto], batch: int, crop: int, keeps: list[int], levels: int,
-           rng: random.Random) -> tuple[Tensor, Tensor, int]:
+           rng: random.Random, weights: list[float] | None = None) -> tuple[Tensor, Tensor, int]:
     """A batch of aligned (photo, latent) crops with one channel count (no flips: a flipped
     latent is not the flipped photo's latent)."""
-    keep = rng.choice(keeps)
+    keep = rng.choices(keeps, weights)[0] if weights else rng.choice(keeps)
     c = crop // DOWNSAMPLING
     xs, ys = [], []
     for _ in range(batch):
@@ -157,7 +158,7 @@ class _Corrections:
         self.cache: dict[tuple[int, int, int], colour_layer.SoftCorrection] = {}
 
     def __call__(self, x_hat: Tensor, x: Tensor, keep: int) -> Tensor:
-        block = colour_layer.block_for_share(keep / self.latent_channels)
+        block = colour_layer.block_for_channels(keep, self.latent_channels)
         key = (*x.shape[-2:], block)
         if key not in self.cache:
             self.cache[key] = colour_layer.SoftCorrection(*x.shape[-2:], block)
@@ -166,6 +167,19 @@ class _Corrections:
 
 
 SLIM_PARTS = ("decoder", "ema", "disc")
+
+
+def parse_quality_weights(text: str, qualities: int) -> list[float] | None:
+    """"2,1,1,1,1,1" -> one draw weight per quality (None: every quality as often)."""
+    if not text:
+        return None
+    try:
+        weights = [float(w) for w in text.split(",")]
+    except ValueError:
+        raise ValueError(f"--quality-weights: numbers separated by commas, not {text!r}") from None
+    if len(weights) != qualities or min(weights) < 0 or not sum(weights) > 0:
+        raise ValueError(f"--quality-weights needs {qualities} non-negative weights, not all zero")
+    return weights
 
 
 def save_slim(checkpoint: str | Path, out: str | Path) -> Path:
@@ -217,7 +231,9 @@ def validate(decoder: Decoder, photos: list[CachedPhoto], keeps: list[int], leve
     return out
 
 
-def train_realism(cfg: RealismConfig, progress: bool = True) -> Path:
+# C901: one readable recipe top to bottom (set-up, resume, the two losses, EMA, validation), as
+# tensorflow/compression writes them; split, the steps would need a dozen shared names passed.
+def train_realism(cfg: RealismConfig, progress: bool = True) -> Path:  # noqa: C901
     """Train (or resume) a realism decoder; returns the exported fp16 decoder file."""
     out = Path(cfg.out)
     out.mkdir(parents=True, exist_ok=True)
@@ -255,6 +271,9 @@ def train_realism(cfg: RealismConfig, progress: bool = True) -> Path:
         torch.set_rng_state(state["torch_rng"])
     elif cfg.resume_slim:  # a run carried over from another machine: weights, fresh optimisers
         step, seconds = load_slim(cfg.resume_slim, decoder, ema, disc)
+    for group in (*opt_g.param_groups, *opt_d.param_groups):
+        group["lr"] = cfg.lr  # a resumed run takes this run's learning rate, not the saved one
+    weights = parse_quality_weights(cfg.quality_weights, len(keeps))
     metrics = {"lpips-alex": lpips_alex, "lpips-vgg": LPIPS("vgg"), "dists": DISTS()}
     val_keeps = [keeps[i] for i in (0, 2, 4) if i < len(keeps)]  # qualities 1, 3 and 5
 
@@ -280,7 +299,7 @@ def train_realism(cfg: RealismConfig, progress: bool = True) -> Path:
     start = time.time()
     bar = tqdm(total=cfg.steps, initial=step, desc="realism decoder", disable=not progress)
     while step < cfg.steps:
-        x, y_hat, keep = _crops(train, cfg.batch, cfg.crop, keeps, levels, rng)
+        x, y_hat, keep = _crops(train, cfg.batch, cfg.crop, keeps, levels, rng, weights)
         x_c = correct(decoder(y_hat).x_hat, x, keep)
         fake = disc(x_c, y_hat)
         lp = lpips_alex(x_c, x).mean()
@@ -324,6 +343,8 @@ _HELP = {
     "time_budget_min": "stop after this many minutes (0: at --steps)",
     "default_realism": "the realism `decompress` uses with the exported file unless told",
     "resume_slim": "go on from a slim checkpoint (fp16 weights, no optimiser state) in a new --out",
+    "quality_weights": "how often each quality's channel count is drawn, e.g. 2,1,1,1,1,1 "
+                       "(empty: evenly)",
 }
 
 

@@ -5,7 +5,7 @@ categorical distribution chosen by already-decoded neighbours (a missing
 neighbour is its own value, ``L``).  Training learns tables for two of them,
 the symbol above in the same channel and the one at the same place in channel
 ``c - 1``: ``(L + 1) ** 2`` tables per channel (context scheme 1).  Once a model
-is trained, :mod:`compressnet.entropy.fit` counts tables for five neighbours on
+is trained, :mod:`compressnet.train.fit_entropy` counts tables for five neighbours on
 its training images (scheme 2, ``(L + 1) ** 5`` tables per channel, about 10%
 fewer bytes).  A prefix of channels is always decodable on its own, which is
 what channel truncation needs.
@@ -25,7 +25,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 if TYPE_CHECKING:
-    from compressnet.entropy.context_net import ContextNet
+    from compressnet.models.context_net import ContextNet
 
 TABLE_PRECISION = 16  # every table sums to 2**16
 
