@@ -80,7 +80,7 @@ def main(argv: list[str] | None = None) -> int:
     json_path = zoo.kodak_results_path(codec.name) if args.ship else out / f"{codec.name}.json"
     json_path.write_text(json.dumps(doc, indent=2) + "\n")
     compare.write_csv(rows, out / f"{codec.name}.csv")
-    table = compare.format_table({codec.name: doc}, timings=True)
+    table = compare.format_table({codec.name: doc}, details=True)
     crops = [side_by_side(codec, Path(args.data) / name, list(codec.qualities),
                           out / f"{codec.name}-{Path(name).stem}.png")
              for name in CROP_IMAGES if (Path(args.data) / name).is_file()]

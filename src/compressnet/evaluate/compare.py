@@ -101,7 +101,9 @@ def scorer_tag(paths: tuple, built_in: bool = True) -> str:
     from compressnet import perceptual
 
     on = built_in and perceptual.unavailable() is None
-    return "|".join(["metrics2", "" if on else "no-perceptual", *(str(p) for p in paths if p)])
+    # The strings 0.8.0 wrote, so its caches stay valid: it marked the built-in metrics being
+    # *on* with "no-perceptual" (a misnomer kept for the cache's sake) and off with "".
+    return "|".join(["metrics2", "no-perceptual" if on else "", *(str(p) for p in paths if p)])
 
 
 def _measure(name: str, pixels: np.ndarray, data: bytes, decode, enc_time: float, point: str,
@@ -373,21 +375,21 @@ def _cell(results: dict, metric: str, i: int, form: str) -> str:
     return format(results[metric][i], form) if metric in results else "-"
 
 
-def format_table(docs: dict[str, dict], by_point: bool = False, timings: bool = False) -> str:
+def format_table(docs: dict[str, dict], by_point: bool = False, details: bool = False) -> str:
     """A markdown table of the means: one row per codec and point (``by_point``: grouped by
-    point, as an equal-bytes comparison reads). LPIPS and DISTS columns where measured, a
-    learned model's fixed-length rate and switch accuracy where measured, and with ``timings``
-    the seconds to encode and decode."""
+    point, as an equal-bytes comparison reads). LPIPS and DISTS columns where measured; with
+    ``details`` (a model card) a learned model's fixed-length rate and switch accuracy where
+    measured, and the seconds to encode and decode."""
     def present(metric: str) -> bool:
         return any(metric in d["results"] for d in docs.values())
 
     perceptual = [m for m in PERCEPTUAL_FIELDS if present(m)]
-    fixed = ["fixed-length-bpp"] if present("fixed-length-bpp") else []
-    switches = ["switch-accuracy"] if present("switch-accuracy") else []
-    times = ["encoding_time", "decoding_time"] if timings else []
+    fixed = ["fixed-length-bpp"] if details and present("fixed-length-bpp") else []
+    switches = ["switch-accuracy"] if details and present("switch-accuracy") else []
+    times = ["encoding_time", "decoding_time"] if details else []
     heads = ["codec", "point", "bpp", *(["fixed-length bpp"] if fixed else []), "PSNR (dB)", "MS-SSIM",
              *(m.upper() for m in perceptual), *(["switch acc."] if switches else []),
-             *(["enc s", "dec s"] if timings else []), "images above target"]
+             *(["enc s", "dec s"] if details else []), "images above target"]
     rows = []
     for name, doc in docs.items():
         r = doc["results"]
