@@ -241,6 +241,8 @@ def test_small_gaps_in_the_command_line(spn_weights, tmp_path, capsys, monkeypat
     img = tmp_path / "a.png"
     Image.fromarray(photo(32, 48)).save(img)
     base = ["compress", str(img), "--model", str(spn_weights)]
+    for bad_serve in (["--workers", "0"], ["--time-limit", "nan"]):  # refused before anything starts
+        assert cli.main(["serve", *bad_serve]) == 1
     for bad in (["-q", "0"], ["--target-bpp", "nan"], ["--target-bpp", "inf"], ["--target-bpp", "0"]):
         with pytest.raises(SystemExit) as exit_:
             cli.main(base + ["-o", str(tmp_path / "x.cnet"), *bad])

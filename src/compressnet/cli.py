@@ -337,6 +337,8 @@ def cmd_serve(args: argparse.Namespace) -> int:
 
     from compressnet.server.app import create_app
 
+    if args.workers < 1 or not args.time_limit >= 0:
+        raise CodecError("--workers takes 1 or more, --time-limit 0 (none) or more seconds")
     # the workers' threads add up to the cores: one request at a time per worker gets its share
     torch.set_num_threads(max(1, (os.cpu_count() or 1) // args.workers))
     app = create_app(args.model, max_upload=int(args.max_upload_mb * 1024 * 1024),
