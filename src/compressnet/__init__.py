@@ -10,9 +10,10 @@ import os
 
 # OpenMP threads that spin while they wait for work hold a core each: on a machine whose cores
 # other processes use, a decode with the default 2 threads took 27 s against 6 s on one thread
-# (benchmarks/load.py). Waiting passively costs nothing measurable when the cores are free. It
-# must be set before torch loads its OpenMP runtime, so here, before the codec imports torch; a
-# user's own setting wins.
+# (benchmarks/load.py). On free cores it costs little (docs/evaluation.md: a Kodak decode within
+# noise, a 12-megapixel one 8% slower), far less than the collapse it prevents. It must be set
+# before torch loads its OpenMP runtime, so here, before the codec imports torch; a user's own
+# setting wins.
 os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
 from compressnet.codec import Codec, CodecError, load, preview_array  # noqa: E402
