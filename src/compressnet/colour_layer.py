@@ -216,6 +216,25 @@ class SoftCorrection:
         return x_hat + self.rows @ (target - self.block_means(x_hat)) @ self.cols.T
 
 
+class Corrections:
+    """Training's view of the layer: :class:`SoftCorrection` per (image size, block size), the
+    block size the one a file sending ``sent`` of ``latent_channels`` channels carries. Called
+    on a decoded batch and its photos, it returns the decoded batch as such a file would show it
+    (the blocks' means moved to the photos' sent ones)."""
+
+    def __init__(self, latent_channels: int, device: torch.device | None = None) -> None:
+        self.latent_channels, self.device = latent_channels, device
+        self.cache: dict[tuple[int, int, int], SoftCorrection] = {}
+
+    def __call__(self, x_hat: torch.Tensor, x: torch.Tensor, sent: int) -> torch.Tensor:
+        block = block_for_channels(sent, self.latent_channels)
+        key = (*x.shape[-2:], block)
+        if key not in self.cache:
+            self.cache[key] = SoftCorrection(*x.shape[-2:], block, self.device)
+        soft = self.cache[key]
+        return soft(x_hat, soft.sent_means(x))
+
+
 def differentiable_correction(layer: ColourLayer, height: int, width: int
                               ) -> Callable[[torch.Tensor], torch.Tensor]:
     """:class:`SoftCorrection` towards ``layer``'s means, as one function of the output."""

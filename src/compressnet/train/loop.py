@@ -240,7 +240,7 @@ class Trainer:
         self._load_data()
         # the weights validated and exported
         self.shipped = self.model if self.ema is None else self.ema.module
-        self.corrections: dict[int, colour_layer.SoftCorrection] = {}  # per block (fixed crops)
+        self.corrections = colour_layer.Corrections(self.model_cfg.latent_channels, self.device)
         self.log_file = (self.out_dir / "log.jsonl").open("a") if self.ranks.main \
             else open(os.devnull, "w")  # noqa: SIM115
         self.bar = tqdm(total=cfg.steps, initial=self.step, disable=not progress or not self.ranks.main,
@@ -313,12 +313,8 @@ class Trainer:
     # -- one step --------------------------------------------------------------------------
     def through_colour_layer(self, x: torch.Tensor, x_hat: torch.Tensor, keep: int) -> torch.Tensor:
         """The output as a file would show it: block means moved to the crop's sent ones."""
-        block = colour_layer.block_for_channels(keep, self.model_cfg.latent_channels)
-        if block not in self.corrections:
-            self.corrections[block] = colour_layer.SoftCorrection(*x.shape[-2:], block, self.device)
-        soft = self.corrections[block]
         with torch.autocast(self.device.type, enabled=False):
-            return soft(x_hat.float(), soft.sent_means(x))
+            return self.corrections(x_hat.float(), x, keep)
 
     def generator_loss(self, x: torch.Tensor, keep: int, gan: bool) -> GeneratorStep:
         cfg = self.cfg

@@ -150,22 +150,6 @@ def _crops(cache: list[CachedPhoto], batch: int, crop: int, keeps: list[int], le
     return torch.stack(xs), y_hat, keep
 
 
-class _Corrections:
-    """The colour layer's differentiable correction per (size, block), as a file would show."""
-
-    def __init__(self, latent_channels: int) -> None:
-        self.latent_channels = latent_channels
-        self.cache: dict[tuple[int, int, int], colour_layer.SoftCorrection] = {}
-
-    def __call__(self, x_hat: Tensor, x: Tensor, keep: int) -> Tensor:
-        block = colour_layer.block_for_channels(keep, self.latent_channels)
-        key = (*x.shape[-2:], block)
-        if key not in self.cache:
-            self.cache[key] = colour_layer.SoftCorrection(*x.shape[-2:], block)
-        soft = self.cache[key]
-        return soft(x_hat, soft.sent_means(x))
-
-
 SLIM_PARTS = ("decoder", "ema", "disc")
 
 
@@ -212,7 +196,7 @@ def load_slim(path: str | Path, decoder: nn.Module, ema: nn.Module, disc: nn.Mod
 
 @torch.no_grad()
 def validate(decoder: Decoder, photos: list[CachedPhoto], keeps: list[int], levels: int,
-             correct: _Corrections, metrics: dict[str, nn.Module]) -> dict[str, float]:
+             correct: colour_layer.Corrections, metrics: dict[str, nn.Module]) -> dict[str, float]:
     """Mean PSNR, LPIPS-Alex, LPIPS-VGG and DISTS over held-out photos at each channel count."""
     out: dict[str, float] = {}
     for keep in keeps:
@@ -255,7 +239,7 @@ def train_realism(cfg: RealismConfig, progress: bool = True) -> Path:  # noqa: C
     opt_g = torch.optim.Adam(decoder.parameters(), lr=cfg.lr)
     opt_d = torch.optim.Adam(disc.parameters(), lr=cfg.lr)
     lpips_alex = LPIPS("alex")
-    correct = _Corrections(codec.cfg.latent_channels)
+    correct = colour_layer.Corrections(codec.cfg.latent_channels)
     step, seconds = 0, 0.0  # seconds: training time of the earlier runs of a resumed one
     ckpt_path, log_path = out / "checkpoint.pt", out / "log.jsonl"
     if ckpt_path.exists():
