@@ -128,3 +128,34 @@ def test_exact_decoder_is_within_a_level_of_float32(weights_dir, arch):
         exact = to_uint8(codec.model.decode(y_hat, given, Exact(codec.model.decoder)).x_hat)
     diff = np.abs(float32.astype(int) - exact.astype(int))
     assert diff.max() <= 1 and (diff == 0).mean() > 0.99
+
+
+@pytest.mark.parametrize("cin,cout,k,h,w", [(5, 7, 3, 13, 9), (4, 3, 7, 20, 11), (6, 8, 5, 5, 17),
+                                            (6, 8, 5, 2, 3), (64, 16, 1, 3, 48)])
+@pytest.mark.parametrize("band_bytes,small", [(1, 0), (700, 0), (1 << 20, 0), (1 << 20, 1 << 16)])
+def test_tap_conv_equals_conv2d_on_integers(monkeypatch, cin, cout, k, h, w, band_bytes, small):
+    """Integer inputs and weights: every formulation's sums are exact, so any difference is a
+    bug in the slicing (bands one row high, bands that split the image unevenly, the
+    one-call path for small inputs, rows not padded)."""
+    monkeypatch.setattr(arithmetic, "_BAND_BYTES", band_bytes)
+    monkeypatch.setattr(arithmetic, "_SMALL_IM2COL", small)
+    g = torch.Generator().manual_seed(cin * k + h)
+    x = torch.randint(-1000, 1000, (2, cin, h, w), generator=g).double()
+    weight = torch.randint(-50, 50, (cout, cin, k, k), generator=g).double()
+    bias = torch.randint(-9, 9, (cout,), generator=g).double()
+    assert torch.equal(arithmetic.tap_conv(x, weight, bias), F.conv2d(x, weight, bias, padding=k // 2))
+    if h >= k:
+        assert torch.equal(arithmetic.tap_conv(x, weight, bias, pad_rows=False),
+                           F.conv2d(x, weight, bias, padding=(0, k // 2)))
+
+
+def test_to_grid_rounds_half_to_even_like_torch_round():
+    """The rounding constant's addition against the plain multiply-round-multiply, on ties,
+    near-ties and both signs."""
+    step = 2.0 ** -ACT_FRACTION_BITS
+    base = torch.tensor([0.0, 1.0, 2.0, 3.0, -1.0, -2.0, 1000.0, -1023.0], dtype=torch.float64)
+    x = torch.cat([base * step + step / 2, base * step - step / 2, base * step + step * 0.49999,
+                   torch.randn(1000, dtype=torch.float64, generator=torch.Generator().manual_seed(0)) * 300])
+    expected = (x * 2.0 ** ACT_FRACTION_BITS).round().clamp(-BOUND / step, BOUND / step) * step
+    assert torch.equal(to_grid(x.clone()), expected)
+    assert torch.equal(to_grid(x.clone(), clamp=False), (x * 2.0 ** ACT_FRACTION_BITS).round() * step)

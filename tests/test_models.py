@@ -31,6 +31,25 @@ def test_switch_ties_go_to_first_position():
     assert pool_with_switches(x)[1].item() == 0
 
 
+def test_pooling_and_norm_give_the_same_values_with_and_without_gradients():
+    """Inference takes faster routes (strided views, in-place norm); training's autograd path
+    must see the same numbers, ties included."""
+    from compressnet.models.layers import ChannelNorm
+
+    g = torch.Generator().manual_seed(3)
+    x = torch.randint(0, 3, (2, 5, 8, 10), generator=g).float()  # many ties
+    with torch.no_grad():
+        fast = pool_with_switches(x)
+    slow = pool_with_switches(x.clone().requires_grad_())
+    assert torch.equal(fast[0], slow[0].detach()) and torch.equal(fast[1], slow[1])
+    norm = ChannelNorm(5)
+    with torch.no_grad():
+        norm.weight.uniform_(0.5, 2.0, generator=g)
+        norm.bias.normal_(generator=g)
+        fast_norm = norm(x.clone())
+    assert torch.equal(fast_norm, norm(x.clone().requires_grad_()).detach())
+
+
 def test_quantizer_rounds_forward_and_passes_soft_gradient():
     q = SoftToHardQuantizer(5).train()
     y = torch.tensor([-3.0, -1.4, 0.2, 0.6, 2.7], requires_grad=True)

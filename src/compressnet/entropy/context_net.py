@@ -121,6 +121,6 @@ class ExactContextNet:
         top = max(0, row - self.pad)
         window[top - (row - self.pad): self.pad] = torch.from_numpy(out[channel, top:row].astype(np.int64))
         planes = one_hot(window.clamp(min=0), self.levels).double() * (window >= 0)
-        x = self.exact.conv(self.net.above, planes.unsqueeze(0))[:, :, self.pad: self.pad + 1]
+        x = self.exact.conv(self.net.above, planes.unsqueeze(0), pad_rows=False)  # the centre row
         x = x.add_(earlier[:, :, row: row + 1]).add_(self.bias[channel, :, None, None])
         return self._head(to_grid(x))[0, 0]

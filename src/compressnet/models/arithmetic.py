@@ -23,13 +23,16 @@ How :class:`Exact` makes every machine agree:
 The grid trades activation precision against weight precision (their bits share float64's 53):
 2^-18 and 2^10 keep the decoder closest to float32 (on kodim23, 973 of 1,179,648 values differ
 by one level from the float32 decoder, against 4,221 with 2^-16 and 2^12). The price: float64
-convolutions. On one thread the default model's decoder network takes 6.7 s for a 768x512 image,
-against 2.4 s in float32. Any number of threads may run them: 3.4 s on 2 threads.
+convolutions, whose cost is memory traffic more than arithmetic, hence :func:`tap_conv` (no
+im2col; cache-sized bands finished while in cache) and :func:`to_grid`'s two-pass rounding.
+Any number of threads may run them. Where a decode's time goes and the floor the float64
+arithmetic sets: ``benchmarks/decode_profile.py`` and docs/evaluation.md.
 """
 
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 
 import numpy as np
 import torch
@@ -40,7 +43,8 @@ ACT_FRACTION_BITS = 18  # activations are multiples of 2^-18
 ACT_MAGNITUDE_BITS = 10  # and at most 2^10 in magnitude
 _SUM_BITS = 52  # one bit below float64's 53-bit significand, for margin
 _MAX_WEIGHT_BITS = 40
-_BAND_BYTES = 64 << 20  # scratch memory per convolution band
+_BAND_BYTES = 1 << 20  # a convolution band's input and output: small enough to stay in cache
+_SMALL_IM2COL = 1 << 16  # values: below this, F.conv2d's one call beats a call per tap
 LEAKY_SLOPE = 0.2  # the networks' LeakyReLU, in both arithmetics
 
 
@@ -50,8 +54,14 @@ class Float32:
     dtype = torch.float32
     keeps_logits = True  # training's switch loss and the cards' switch accuracy read them
 
-    def conv(self, conv: nn.Conv2d, x: Tensor) -> Tensor:
-        return conv(x)
+    def conv(self, conv: nn.Conv2d, x: Tensor, norm: nn.Module | None = None,
+             act: bool = False) -> Tensor:
+        """``conv``, then ``norm`` if given, then the activation if ``act``: one call, so that
+        the exact arithmetic can finish each band of the output while it is in cache."""
+        x = conv(x)
+        if norm is not None:
+            x = self.norm(norm, x)
+        return self.act(x) if act else x
 
     def norm(self, norm: nn.Module, x: Tensor) -> Tensor:
         return norm(x)
@@ -66,14 +76,77 @@ class Float32:
 FLOAT32 = Float32()
 
 
+# Adding 1.5 * 2^(52 - 18) to a float64 below 2^33 in magnitude gives a sum whose last bit is
+# worth 2^-18, so the addition itself rounds to the grid (to nearest, ties to even, as
+# torch.round does) and subtracting it again is exact: two passes over memory instead of a
+# multiply, a round and a multiply back. Clamping first equals clamping after (the bounds are
+# on the grid and rounding is monotonic).
+_ROUNDER = 1.5 * 2.0 ** (52 - ACT_FRACTION_BITS)
+_BOUND = 2.0 ** ACT_MAGNITUDE_BITS
+
+
 def to_grid(x: Tensor, clamp: bool = True) -> Tensor:
     """Round a fresh tensor, in place, to the activation grid (half to even), clamped to the
-    magnitude bound."""
-    x = x.mul_(2.0 ** ACT_FRACTION_BITS).round_()
+    magnitude bound (unclamped: any magnitude, the slower way)."""
     if clamp:
-        bound = 2.0 ** (ACT_FRACTION_BITS + ACT_MAGNITUDE_BITS)
-        x = x.clamp_(-bound, bound)
-    return x.mul_(2.0 ** -ACT_FRACTION_BITS)
+        return x.clamp_(-_BOUND, _BOUND).add_(_ROUNDER).sub_(_ROUNDER)
+    return x.mul_(2.0 ** ACT_FRACTION_BITS).round_().mul_(2.0 ** -ACT_FRACTION_BITS)
+
+
+def tap_conv(x: Tensor, weight: Tensor, bias: Tensor,
+             epilogue: Callable[[Tensor], Tensor] | None = None, pad_rows: bool = True) -> Tensor:
+    """A stride-1 float64 convolution, zero-padded to the input's size ("same"; with
+    ``pad_rows=False`` padded in width only, so ``k - 1`` rows shorter), as one matrix product
+    per kernel tap, in bands of rows.
+
+    Why: in float64 the cost is memory traffic, not arithmetic (oneDNN has no float64 kernels;
+    ``F.conv2d``'s im2col writes cin*k*k values per pixel before its matrix product). Each band
+    of input rows is copied once, zero-padded, into a scratch buffer; flattened row after row,
+    every tap's input is then a plain slice of it, so each tap is one ``addmm`` into the band's
+    output, which is computed on the padded width and its padding columns dropped. Bands of
+    about 1 MiB keep both in cache across the k*k products; ``epilogue`` (in place,
+    elementwise) runs on each band's output while it is there. Timings:
+    benchmarks/decode_profile.py. The result depends on neither the tap order nor the banding
+    only because the caller's sums are exact.
+    """
+    cout, cin, k, _ = weight.shape
+    pad = k // 2
+    row_pad = pad if pad_rows else 0
+    batch, _, height, width = x.shape
+    out_height = height + 2 * row_pad - 2 * pad
+    if x[0].numel() * k * k <= _SMALL_IM2COL:  # a few rows (the context network's): one call
+        out = F.conv2d(x, weight, bias, padding=(row_pad, pad))
+        if epilogue is not None:
+            for i in range(batch):
+                out[i] = epilogue(out[i])
+        return out
+    padded_width = width + 2 * pad
+    rows = max(1, _BAND_BYTES // (8 * padded_width * (cin + cout)))
+    taps = weight.permute(2, 3, 0, 1).contiguous()  # (k, k, cout, cin)
+    out = torch.empty(batch, cout, max(0, out_height), width, dtype=torch.float64)
+    # one more row than a band reads: the last tap's slice runs 2 * pad values past it (into
+    # outputs of the padding columns, which are dropped)
+    scratch = x.new_zeros(cin, min(rows, max(out_height, 0)) + 2 * pad + 1, padded_width)
+    for i in range(batch):
+        for r0 in range(0, out_height, rows):
+            r1 = min(out_height, r0 + rows)
+            span = r1 - r0 + 2 * pad  # input rows this band reads, in padded coordinates
+            lo, hi = max(0, r0 - row_pad), min(height, r0 - row_pad + span)
+            first = lo - (r0 - row_pad)
+            scratch[:, :first].zero_()
+            scratch[:, first:first + hi - lo, pad:pad + width] = x[i, :, lo:hi]
+            scratch[:, first + hi - lo:span].zero_()
+            flat = scratch[:, :span + 1].reshape(cin, -1)
+            length = (r1 - r0) * padded_width
+            acc = bias[:, None].expand(cout, length).clone()
+            for dy in range(k):
+                for dx in range(k):
+                    start = dy * padded_width + dx
+                    acc.addmm_(taps[dy, dx], flat[:, start:start + length])
+            if epilogue is not None:
+                acc = epilogue(acc)
+            out[i, :, r0:r1] = acc.view(cout, r1 - r0, padded_width)[:, :, :width]
+    return out
 
 
 def weight_grid_exponents(weight: np.ndarray, bias: np.ndarray) -> np.ndarray:
@@ -99,6 +172,18 @@ def weight_grid_exponents(weight: np.ndarray, bias: np.ndarray) -> np.ndarray:
     return exps
 
 
+def _exact_norm(norm: nn.Module, x: Tensor, dim: int) -> Tensor:
+    """ChannelNorm across dimension ``dim`` with sums of grid values (exact) and one rounding
+    per operation; in place on ``x`` (always a fresh convolution output)."""
+    channels = x.shape[dim]
+    shape = [1] * x.dim()
+    shape[dim] = channels
+    centred = x.sub_(to_grid(x.sum(dim, keepdim=True).div_(channels)))
+    var = to_grid(centred * centred, clamp=False).sum(dim, keepdim=True).div_(channels)
+    scaled = centred.div_(var.add_(norm.eps).sqrt_())
+    return to_grid(scaled.mul_(norm.weight.double().view(shape)).add_(norm.bias.double().view(shape)))
+
+
 class Exact(Float32):
     """Fixed-point decoding carried in float64; see the module docstring. Built once per
     decoder from its (fp16-stored) weights."""
@@ -117,47 +202,26 @@ class Exact(Float32):
                 b_q = np.ldexp(np.round(np.ldexp(b, s + ACT_FRACTION_BITS)), -(s + ACT_FRACTION_BITS))
                 self._convs[id(module)] = (torch.from_numpy(w_q), torch.from_numpy(b_q))
 
-    def conv(self, conv: nn.Conv2d, x: Tensor) -> Tensor:
-        """The exact convolution, in bands of rows (bounded scratch memory; exact sums make the
-        result independent of the banding), rounded to the grid."""
+    def conv(self, conv: nn.Conv2d, x: Tensor, norm: nn.Module | None = None,
+             act: bool = False, pad_rows: bool = True) -> Tensor:
+        """The exact convolution, rounded to the grid, then ``norm`` and the activation, band
+        by band (both act on each pixel alone, so banding cannot change them). Exact sums make
+        the result independent of how it is computed, so it is computed the cheapest way found
+        (see :func:`tap_conv`). ``pad_rows=False``: not padded in height, ``k - 1`` rows
+        shorter (the context network's rows)."""
         weight, bias = self._convs[id(conv)]
-        cout, cin, k, _ = weight.shape
-        pad = k // 2
-        batch, _, height, width = x.shape
-        # im2col (F.conv2d in float64) costs cin*k*k values per pixel; large kernels into few
-        # channels (the 7x7 to RGB) are cheaper as one matmul per band and k*k shifted sums.
-        by_taps = cout < cin and k > 3
-        per_row = 8 * (width + 2 * pad) * k * k * (cout if by_taps else cin)
-        rows = max(1, _BAND_BYTES // per_row)
-        out = torch.empty(batch, cout, height, width, dtype=torch.float64)
-        if not by_taps:
-            xp = F.pad(x, (0, 0, pad, pad))
-            for r0 in range(0, height, rows):
-                r1 = min(height, r0 + rows)
-                out[:, :, r0:r1] = F.conv2d(xp[:, :, r0:r1 + 2 * pad], weight, bias, padding=(0, pad))
-            return to_grid(out)
-        xp = F.pad(x, (pad, pad, pad, pad))
-        taps = weight.permute(2, 3, 0, 1).reshape(k * k * cout, cin)
-        for r0 in range(0, height, rows):
-            r1 = min(height, r0 + rows)
-            band = xp[:, :, r0:r1 + 2 * pad]
-            for i in range(batch):
-                z = (taps @ band[i].reshape(cin, -1)).view(k, k, cout, r1 - r0 + 2 * pad, -1)
-                acc = bias.view(cout, 1, 1).repeat(1, r1 - r0, width)
-                for dy in range(k):
-                    for dx in range(k):
-                        acc += z[dy, dx, :, dy:dy + r1 - r0, dx:dx + width]
-                out[i, :, r0:r1] = acc
-        return to_grid(out)
+
+        def finish(band: Tensor) -> Tensor:  # (channels, ...)
+            band = to_grid(band)
+            if norm is not None:
+                band = _exact_norm(norm, band, 0)
+            return self.act(band) if act else band
+
+        return tap_conv(x, weight, bias, finish, pad_rows)
 
     def norm(self, norm: nn.Module, x: Tensor) -> Tensor:
-        """ChannelNorm with sums of grid values (exact) and one rounding per operation; works in
-        place on ``x`` (always a fresh convolution output)."""
-        channels = x.shape[1]
-        centred = x.sub_(to_grid(x.sum(1, keepdim=True).div_(channels)))
-        var = to_grid(centred * centred, clamp=False).sum(1, keepdim=True).div_(channels)
-        scaled = centred.div_(var.add_(norm.eps).sqrt_())
-        return to_grid(scaled.mul_(norm.weight.double()).add_(norm.bias.double()))
+        """ChannelNorm in exact arithmetic (:func:`_exact_norm`), in place on ``x``."""
+        return _exact_norm(norm, x, 1)
 
     # Decoding only: the decoder never reads an activation's or a sum's input again, so these
     # work in place, as norm does (a decode's peak is a few full-resolution float64 maps).

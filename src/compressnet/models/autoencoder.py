@@ -116,7 +116,7 @@ class Upsampler(nn.Module):
                 logits = None
         if self.uses_switches:
             up = ar.add(up, unpool_with_switches(h, switches))
-        h = ar.norm(self.norm, ar.conv(self.out, ar.act(up)))
+        h = ar.conv(self.out, ar.act(up), self.norm)
         for block in self.blocks:
             h = block(h, ar)
         return h, logits
@@ -149,7 +149,7 @@ class Decoder(nn.Module):
         h = ar.conv(self.from_latent, y_hat.to(ar.dtype))
         for block in self.res_blocks:
             h = block(h, ar)
-        return ar.norm(self.norm3, ar.conv(self.to_level3, ar.act(h)))
+        return ar.conv(self.to_level3, ar.act(h), self.norm3)
 
     def upsample(self, h: Tensor, switches: dict[int, Tensor] | None = None,
                  ar: Float32 = FLOAT32) -> DecoderOutput:
