@@ -21,14 +21,21 @@ def pool_with_switches(x: Tensor) -> tuple[Tensor, Tensor]:
         windows = windows.reshape(b, c, h // 2, w // 2, 4)
         pooled, switches = windows.max(dim=-1)
         return pooled, switches
-    # Inference: the four positions as strided views, compared in raster order (the same values
-    # and switches without max's copy of every window: 0.15 s of a Kodak encode's 0.8 s)
-    best = x[..., 0::2, 0::2].clone()
-    switches = torch.zeros(best.shape, dtype=torch.int64, device=x.device)
-    for k, candidate in enumerate((x[..., 0::2, 1::2], x[..., 1::2, 0::2], x[..., 1::2, 1::2]), 1):
-        switches.masked_fill_(candidate > best, k)  # strictly greater: ties keep the first
+    # inference: the four positions as strided views, no copy of every window (the same values
+    # and switches; the encoder's time is in docs/evaluation.md)
+    return first_maximum([x[..., 0::2, 0::2], x[..., 0::2, 1::2], x[..., 1::2, 0::2], x[..., 1::2, 1::2]])
+
+
+def first_maximum(candidates: list[Tensor]) -> tuple[Tensor, Tensor]:
+    """Elementwise maximum of same-shaped ``candidates`` and the index of the first candidate
+    that holds it (ties keep the first), by comparisons in order: no stacked copy, and no
+    reduction over a small middle dimension, which is slow in PyTorch's CPU kernels."""
+    best = candidates[0].clone()
+    index = torch.zeros(best.shape, dtype=torch.int64, device=best.device)
+    for k, candidate in enumerate(candidates[1:], 1):
+        index.masked_fill_(candidate > best, k)  # strictly greater: ties keep the first
         torch.maximum(best, candidate, out=best)
-    return best, switches
+    return best, index
 
 
 def unpool_with_switches(x: Tensor, switches: Tensor) -> Tensor:
@@ -43,13 +50,7 @@ def switch_classes(logits: Tensor) -> Tensor:
     first maximum, by three comparisons, since PyTorch's CPU argmax over a middle dimension took
     0.43 s of a Kodak image's 2.6 s decode (these take 0.06 s and no copy of the logits)."""
     logits = logits.detach()  # a choice has no gradient (training and refinement call this too)
-    best = logits[:, :, 0].clone()
-    classes = torch.zeros(best.shape, dtype=torch.int64, device=logits.device)
-    for k in range(1, logits.shape[2]):
-        candidate = logits[:, :, k]
-        classes.masked_fill_(candidate > best, k)  # strictly greater: ties keep the first
-        torch.maximum(best, candidate, out=best)
-    return classes
+    return first_maximum([logits[:, :, k] for k in range(logits.shape[2])])[1]
 
 
 class ChannelNorm(nn.Module):
