@@ -4,11 +4,13 @@ Three parts, one run (issue #26's "profile that shows why"):
 
 1. The decode of one photo split into its stages (cProfile's cumulative times): range decoding
    with the context network, the decoder network, the colour layer.
-2. Every convolution shape the exact decoder runs on that photo, timed two ways on random
+2. Every convolution shape the exact decoder runs on that photo, timed three ways on random
    grid values: ``F.conv2d`` in float64 (im2col, unbanded; 0.9.0 ran it in bands
-   of 64 MiB, and the 7x7 to RGB as shifted sums of per-tap products) and
-   :func:`compressnet.models.arithmetic.tap_conv` (one matrix product per tap on cached bands,
-   what runs now), with each one's rate in multiply-adds per second.
+   of 64 MiB, and the 7x7 to RGB as shifted sums of per-tap products),
+   :func:`compressnet.models.arithmetic.tap_conv` (one matrix product per tap on cached bands),
+   and :func:`~compressnet.models.arithmetic.exact_conv` (what the decoder runs: taps, or
+   im2col in 8 MiB bands for the 4x-widening convolutions), with its rate in multiply-adds
+   per second.
 3. The floor: the decoder's multiply-adds on this photo divided by this machine's float64
    matrix-product rate (a large square ``mm``, the best case for the BLAS): how fast the exact
    arithmetic's convolutions could be if they ran at the BLAS's peak.
@@ -73,9 +75,10 @@ def conv_shapes(codec, data: bytes) -> Counter:
 
 
 def time_shape(cin: int, cout: int, k: int, height: int, width: int, pad_rows: bool,
-               repeats: int) -> tuple[float, float, int]:
-    """Seconds of one exact convolution of this shape by im2col and by taps, and its
-    multiply-adds (``pad_rows`` False: the context network's rows, one row from k)."""
+               repeats: int) -> tuple[float, float, float, int]:
+    """Seconds of one exact convolution of this shape by unbanded im2col, by taps and by what
+    the decoder runs (:func:`~compressnet.models.arithmetic.exact_conv`), and its multiply-adds
+    (``pad_rows`` False: the context network's rows, one row from k)."""
     g = torch.Generator().manual_seed(0)
     x = to_grid(torch.randn(1, cin, height, width, generator=g, dtype=torch.float64) * 4)
     weight = torch.randint(-2**12, 2**12, (cout, cin, k, k), generator=g).double() * 2.0**-16
@@ -84,7 +87,8 @@ def time_shape(cin: int, cout: int, k: int, height: int, width: int, pad_rows: b
     padding = (k // 2 if pad_rows else 0, k // 2)
     im2col = best_of(lambda: to_grid(F.conv2d(x, weight, bias, padding=padding)), repeats)
     taps = best_of(lambda: arithmetic.tap_conv(x, weight, bias, to_grid, pad_rows), repeats)
-    return im2col, taps, cin * cout * k * k * out_rows * width
+    used = best_of(lambda: arithmetic.exact_conv(x, weight, bias, to_grid, pad_rows), repeats)
+    return im2col, taps, used, cin * cout * k * k * out_rows * width
 
 
 def stage_times(codec, data: bytes) -> tuple[float, dict[str, float]]:
@@ -122,18 +126,21 @@ def main() -> None:
         print(f"   {stage:34s} {seconds:.3f} s")
 
     shapes = conv_shapes(codec, data)
-    print("\n2. convolutions (cin, cout, k, h, w) x calls: F.conv2d (im2col) | tap_conv, rate")
-    sums = {"im2col": 0.0, "taps": 0.0}
+    print("\n2. convolutions (cin, cout, k, h, w) x calls: F.conv2d (im2col) | tap_conv | "
+          "exact_conv (what runs), its rate")
+    sums = {"im2col": 0.0, "taps": 0.0, "used": 0.0}
     macs_total = 0
     for shape, calls in sorted(shapes.items(), key=lambda kv: -kv[0][3] * kv[0][4]):
-        im2col, taps, macs = (v * calls for v in time_shape(*shape, args.repeats))
+        im2col, taps, used, macs = (v * calls for v in time_shape(*shape, args.repeats))
         sums["im2col"] += im2col
         sums["taps"] += taps
+        sums["used"] += used
         macs_total += macs
         cin, cout, k, hh, ww, _ = shape
         print(f"   ({cin:3d}, {cout:3d}, {k}, {hh:3d}, {ww:3d}) x{calls:3d}: {im2col:.3f} s | "
-              f"{taps:.3f} s, {macs / taps / 1e9:5.1f} GMAC/s")
-    print(f"   all: {sums['im2col']:.3f} s | {sums['taps']:.3f} s, {macs_total / 1e9:.1f} GMAC")
+              f"{taps:.3f} s | {used:.3f} s, {macs / used / 1e9:5.1f} GMAC/s")
+    print(f"   all: {sums['im2col']:.3f} s | {sums['taps']:.3f} s | {sums['used']:.3f} s, "
+          f"{macs_total / 1e9:.1f} GMAC")
 
     n = 2048
     a = torch.randn(n, n, dtype=torch.float64)

@@ -136,7 +136,7 @@ def test_exact_decoder_is_within_a_level_of_float32(weights_dir, arch):
 def test_tap_conv_equals_conv2d_on_integers(monkeypatch, cin, cout, k, h, w, band_bytes, small):
     """Integer inputs and weights: every formulation's sums are exact, so any difference is a
     bug in the slicing (bands one row high, bands that split the image unevenly, the
-    one-call path for small inputs, rows not padded)."""
+    one-call path for small inputs, rows not padded, im2col's bands)."""
     monkeypatch.setattr(arithmetic, "_BAND_BYTES", band_bytes)
     monkeypatch.setattr(arithmetic, "_SMALL_IM2COL", small)
     g = torch.Generator().manual_seed(cin * k + h)
@@ -144,6 +144,8 @@ def test_tap_conv_equals_conv2d_on_integers(monkeypatch, cin, cout, k, h, w, ban
     weight = torch.randint(-50, 50, (cout, cin, k, k), generator=g).double()
     bias = torch.randint(-9, 9, (cout,), generator=g).double()
     assert torch.equal(arithmetic.tap_conv(x, weight, bias), F.conv2d(x, weight, bias, padding=k // 2))
+    monkeypatch.setattr(arithmetic, "_IM2COL_BAND_BYTES", band_bytes)
+    assert torch.equal(arithmetic.im2col_conv(x, weight, bias), F.conv2d(x, weight, bias, padding=k // 2))
     if h >= k:
         assert torch.equal(arithmetic.tap_conv(x, weight, bias, pad_rows=False),
                            F.conv2d(x, weight, bias, padding=(0, k // 2)))

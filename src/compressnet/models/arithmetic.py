@@ -44,6 +44,7 @@ ACT_MAGNITUDE_BITS = 10  # and at most 2^10 in magnitude
 _SUM_BITS = 52  # one bit below float64's 53-bit significand, for margin
 _MAX_WEIGHT_BITS = 40
 _BAND_BYTES = 1 << 20  # a convolution band's input and output: small enough to stay in cache
+_IM2COL_BAND_BYTES = 8 << 20  # im2col values per band of im2col_conv
 _SMALL_IM2COL = 1 << 16  # values: below this, F.conv2d's one call beats a call per tap
 LEAKY_SLOPE = 0.2  # the networks' LeakyReLU, in both arithmetics
 
@@ -91,6 +92,17 @@ def to_grid(x: Tensor, clamp: bool = True) -> Tensor:
     if clamp:
         return x.clamp_(-_BOUND, _BOUND).add_(_ROUNDER).sub_(_ROUNDER)
     return x.mul_(2.0 ** ACT_FRACTION_BITS).round_().mul_(2.0 ** -ACT_FRACTION_BITS)
+
+
+def exact_conv(x: Tensor, weight: Tensor, bias: Tensor,
+               epilogue: Callable[[Tensor], Tensor] | None = None, pad_rows: bool = True) -> Tensor:
+    """The exact decoder's float64 convolution, computed the faster way for its shape:
+    :func:`im2col_conv` where the output is at least 4x wider than the input, else
+    :func:`tap_conv` (arguments as there). Either gives the same values when the sums are
+    exact; ``benchmarks/decode_profile.py`` times both on every shape a decode runs."""
+    if pad_rows and weight.shape[0] >= 4 * weight.shape[1]:
+        return im2col_conv(x, weight, bias, epilogue)
+    return tap_conv(x, weight, bias, epilogue, pad_rows)
 
 
 def tap_conv(x: Tensor, weight: Tensor, bias: Tensor,
@@ -146,6 +158,26 @@ def tap_conv(x: Tensor, weight: Tensor, bias: Tensor,
             if epilogue is not None:
                 acc = epilogue(acc)
             out[i, :, r0:r1] = acc.view(cout, r1 - r0, padded_width)[:, :, :width]
+    return out
+
+
+def im2col_conv(x: Tensor, weight: Tensor, bias: Tensor,
+                epilogue: Callable[[Tensor], Tensor] | None = None) -> Tensor:
+    """The "same" convolution of :func:`tap_conv` through ``F.conv2d`` (im2col), in bands of
+    about 8 MiB of im2col values, ``epilogue`` run on each band (channels first). Faster than
+    taps where the output is much wider than the input (the pixel-shuffle convolutions, 4x
+    their input): there the taps' k*k passes over the output cost more than im2col's copy."""
+    cout, cin, k, _ = weight.shape
+    pad = k // 2
+    batch, _, height, width = x.shape
+    rows = max(1, _IM2COL_BAND_BYTES // (8 * width * cin * k * k))
+    xp = F.pad(x, (0, 0, pad, pad))
+    out = torch.empty(batch, cout, height, width, dtype=torch.float64)
+    for r0 in range(0, height, rows):
+        r1 = min(height, r0 + rows)
+        band = F.conv2d(xp[:, :, r0:r1 + 2 * pad], weight, bias, padding=(0, pad))
+        for i in range(batch):
+            out[i, :, r0:r1] = band[i] if epilogue is None else epilogue(band[i])
     return out
 
 
@@ -217,7 +249,7 @@ class Exact(Float32):
                 band = _exact_norm(norm, band, 0)
             return self.act(band) if act else band
 
-        return tap_conv(x, weight, bias, finish, pad_rows)
+        return exact_conv(x, weight, bias, finish, pad_rows)
 
     def norm(self, norm: nn.Module, x: Tensor) -> Tensor:
         """ChannelNorm in exact arithmetic (:func:`_exact_norm`), in place on ``x``."""

@@ -90,7 +90,8 @@ class Encoder(nn.Module):
 
 
 class Upsampler(nn.Module):
-    """One decoder level: 2x up by pixel shuffle, plus switch unpooling where used."""
+    """One decoder level: 2x up by pixel shuffle, plus switch unpooling where used; returns
+    its output activated."""
 
     def __init__(self, width: int, out_width: int, uses_switches: bool, predicts: bool,
                  blocks: int = 0) -> None:
@@ -116,10 +117,11 @@ class Upsampler(nn.Module):
                 logits = None
         if self.uses_switches:
             up = ar.add(up, unpool_with_switches(h, switches))
-        h = ar.conv(self.out, ar.act(up), self.norm)
+        # activated on the way out (in the conv's bands when no blocks follow)
+        h = ar.conv(self.out, ar.act(up), self.norm, act=not self.blocks)
         for block in self.blocks:
             h = block(h, ar)
-        return h, logits
+        return (ar.act(h) if self.blocks else h), logits
 
 
 class Decoder(nn.Module):
@@ -163,9 +165,7 @@ class Decoder(nn.Module):
             h, lg = self.ups[level](h, switches.get(level), ar)
             if lg is not None:
                 logits[level] = lg
-            if level:
-                h = ar.act(h)
-        x_hat = ar.conv(self.to_rgb, ar.act(h)) + 0.5
+        x_hat = ar.conv(self.to_rgb, h) + 0.5
         return DecoderOutput(x_hat, features, logits)
 
 
