@@ -169,9 +169,9 @@ def test_codec_refines_under_the_network_that_codes_its_file(spn_weights, monkey
     codec = load(str(spn_weights))
     seen = []
 
-    def recording(*args):
-        seen.append(args[-1])  # the network, the last argument
-        return refine_latent(*args)
+    def recording(*args, **kwargs):
+        seen.append(args[-1])  # the network, the last positional argument
+        return refine_latent(*args, **kwargs)
 
     monkeypatch.setattr(codec_module, "refine_latent", recording)
     img = photo(32, 48, seed=1)
@@ -187,9 +187,9 @@ def test_refinement_runs_on_the_callers_threads(bundled, monkeypatch):
 
     seen = []
 
-    def recording(*args):
+    def recording(*args, **kwargs):
         seen.append(torch.get_num_threads())
-        return refine_latent(*args)
+        return refine_latent(*args, **kwargs)
 
     monkeypatch.setattr(codec_module, "refine_latent", recording)
     before = torch.get_num_threads()
@@ -216,3 +216,43 @@ def test_cli_compress_with_refine(tmp_path, capsys):
     assert Image.open(tmp_path / "out.png").size == (56, 40)
     assert cli.main(["compress", str(src), "--refine", "-3", "--force"]) == 1
     assert "refine" in capsys.readouterr().err
+
+
+def test_refinement_for_the_realism_decoder_searches_through_it(bundled):
+    """--refine-realism: the search runs through the realism decoder under its loss, so its
+    file shows better there (LPIPS-Alex of the realism-decoded image) than the file refined
+    for the faithful decoder; the file is no larger than the encoder's own."""
+    from compressnet.perceptual import LPIPS
+
+    img = photo(64, 96, seed=11)
+    plain = bundled.encode(img, quality=1)
+    for_faithful = bundled.encode(img, quality=1, refine=4)
+    for_realism = bundled.encode(img, quality=1, refine=4, refine_realism=1.0)
+    assert for_realism.data != for_faithful.data
+    assert len(for_realism.data) <= len(plain.data)
+    alex = LPIPS("alex")
+
+    def seen(data: bytes) -> float:
+        decoded = bundled.decompress_array(data, realism=1.0)
+        as_tensor = [torch.from_numpy(a).permute(2, 0, 1)[None].float() / 255 for a in (decoded, img)]
+        with torch.no_grad():
+            return alex(*as_tensor).item()
+
+    assert seen(for_realism.data) < seen(for_faithful.data)
+    assert seen(for_realism.data) < seen(plain.data)
+
+
+def test_refine_realism_is_refused_where_it_cannot_apply(bundled, tmp_path, capsys):
+    from PIL import Image
+
+    with pytest.raises(CodecError, match="realism"):
+        bundled.encode(photo(32, 32), refine=2, refine_realism=1.5)
+    with pytest.raises(CodecError, match="refine steps"):
+        bundled.encode(photo(32, 32), refine_realism=1.0)
+    with pytest.raises(CodecError, match="target bpp"):
+        bundled.compress(photo(32, 32), target_bpp=0.1, refine=2, refine_realism=1.0)
+    src = tmp_path / "in.png"
+    Image.fromarray(photo(32, 48, seed=3)).save(src)
+    assert cli.main(["compress", str(src), "--refine-realism", "1"]) == 1
+    assert "--refine STEPS" in capsys.readouterr().err
+    assert not (tmp_path / "in.cnet").exists()

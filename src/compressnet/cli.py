@@ -96,8 +96,13 @@ def _bpp(text: str) -> float:
 
 
 def cmd_compress(args: argparse.Namespace) -> int:
+    if args.refine_realism and not args.refine:
+        raise CodecError("--refine-realism steers --refine's search: give --refine STEPS too")
+    if args.refine_realism and args.target_bpp is not None:
+        raise CodecError("--refine-realism takes --quality, not --target-bpp")
     codec = load(args.model)
     codec.writes_colour_layer = not args.no_colour_layer
+    codec.validate_realism(args.refine_realism)  # before any image is read
     inputs = _expand(args.inputs, IMAGE_SUFFIXES, "images")
     outputs = _outputs(inputs, args.output, args.out_dir, lambda p: p.stem + CNET_SUFFIX)
 
@@ -115,7 +120,8 @@ def cmd_compress(args: argparse.Namespace) -> int:
             if args.target_bpp is not None:
                 result = codec.encode_to_target(pixels, args.target_bpp, args.refine, **bars)
             else:
-                result = codec.encode(pixels, args.quality, args.refine, **bars)
+                result = codec.encode(pixels, args.quality, args.refine, **bars,
+                                      refine_realism=args.refine_realism)
         write_atomic(dst, result.data, force=args.force)
         print(f"{src} -> {dst}: {len(result.data)} bytes, {result.bpp:.4f} bpp, "
               f"{codec.name} q{result.quality}")
@@ -403,6 +409,10 @@ def build_parser() -> argparse.ArgumentParser:
                    help="search STEPS optimisation steps for a better latent per image: a better "
                         "image in a file no larger, any reader decodes it; each step costs about "
                         "one encode+decode (try 10)")
+    p.add_argument("--refine-realism", type=float, default=0.0, metavar="R",
+                   help="with --refine: search for the image the realism decoder at R (0-1) shows "
+                        "(under its loss, LPIPS-Alex + 20 x MSE) instead of the faithful one; for "
+                        "files meant to be read with --realism R; they still decode either way")
     p.add_argument("--no-colour-layer", action="store_true",
                    help="leave out the colour layer (block colours sent beside the latent; "
                         "format 8 instead of 7, or 4 instead of 6): a few bytes smaller, but the "
@@ -454,7 +464,8 @@ def build_parser() -> argparse.ArgumentParser:
                    help="bundled model names or weights file paths")
     p.add_argument("--qualities", nargs="+", type=int, help="model qualities (default: all)")
     p.add_argument("--refine", type=int, default=0, metavar="STEPS",
-                   help="encode the models with latent refinement (see compress --refine)")
+                   help="encode the models with latent refinement (see compress --refine); "
+                        "a --realism R curve's files are refined for the decoder at R")
     p.add_argument("--codecs", nargs="*", default=list(CODECS), choices=list(CODECS),
                    help="classical codecs (default: all)")
     p.add_argument("--target-bpp", nargs="+", type=float, default=list(DEFAULT_TARGETS),

@@ -114,6 +114,7 @@ class Codec:
         self.weights_path = loaded.path  # the file it was loaded from (bundled or --model PATH)
         self.realism: RealismWeights | None = None  # a realism decoder for these weights' files
         self._blended: tuple[float, torch.nn.Module, Exact] | None = None  # the last realism built
+        self._lpips_alex: torch.nn.Module | None = None  # refinement for the realism decoder
 
     def attach_realism(self, path: str | Path) -> None:
         """Decode with the realism decoder in ``path`` when asked (``realism`` > 0); refused if
@@ -214,11 +215,19 @@ class Codec:
         return colour_layer.analyse(pixels, block or self.colour_block(quality), COLOUR_STEP)
 
     def refine(self, analysis: Analysis, quality: int, steps: int, colour: bool | None = None,
-               on_step: Callable[[], object] | None = None, block: int | None = None) -> Analysis:
+               on_step: Callable[[], object] | None = None, block: int | None = None,
+               realism: float = 0.0) -> Analysis:
         """The latent sent at ``quality``, searched for per image for ``steps`` steps
         (:mod:`compressnet.models.refine`) and scored after the colour layer's correction:
-        slower, a better image in a file no larger than the encoder's own."""
+        slower, a better image in a file no larger than the encoder's own. ``realism`` > 0:
+        searched for the decoder blended at ``realism``, under the realism decoder's loss (the
+        file still decodes either way)."""
         a = analysis
+        realism = self.validate_realism(realism)
+        decoder, perceptual = None, None
+        if realism:
+            decoder = self._realism_decoder(realism)[0]
+            perceptual = self._refine_perceptual()
         layer = self._colour_layer(a.pixels, quality, colour, block)
         correct = colour_layer.differentiable_correction(layer, a.height, a.width) if layer else None
         budget = len(self.pack(a, quality, colour, block).data)
@@ -233,9 +242,17 @@ class Codec:
         # encoder's one pass, a search of many steps is worth the threads. Its file may then
         # differ with the thread count (none did on this project's machine); it decodes
         # bit-exactly whatever the threads, like every file.
-        symbols = refine_latent(self.model, a.x, a.y, keep, steps,
-                                a.given, (a.height, a.width), correct, fits, on_step, net)
+        symbols = refine_latent(self.model, a.x, a.y, keep, steps, a.given, (a.height, a.width),
+                                correct, fits, on_step, net, decoder=decoder, perceptual=perceptual)
         return a._replace(symbols=symbols[0].numpy())
+
+    def _refine_perceptual(self) -> torch.nn.Module:
+        """LPIPS-Alex, the realism decoder's perceptual loss, built once per codec."""
+        if self._lpips_alex is None:
+            from compressnet.perceptual import LPIPS  # its weights load only when asked for
+
+            self._lpips_alex = LPIPS("alex")
+        return self._lpips_alex
 
     @staticmethod
     def _check_refine(refine: int) -> None:
@@ -275,25 +292,34 @@ class Codec:
 
     def encode(self, image: ImageLike, quality: int | None = None, refine: int = 0,
                colour: bool | None = None, on_step: Callable[[], object] | None = None,
-               on_tile: Callable[[int, int], object] | None = None) -> EncodeResult:
+               on_tile: Callable[[int, int], object] | None = None,
+               refine_realism: float = 0.0) -> EncodeResult:
         """Compress one image at ``quality`` (default: :attr:`default_quality`), searching
-        ``refine`` steps for a better latent (``on_step`` is called after each); also reports
-        the estimated and fixed-length rates; ``on_tile(done, total)`` after each tile of the
-        encoder network. ``colour=False`` leaves out the colour layer
-        (format 3 or 4; default: :attr:`writes_colour_layer`)."""
+        ``refine`` steps for a better latent (``on_step`` is called after each; for the decoder
+        at ``refine_realism`` when above 0); also reports the estimated and fixed-length rates;
+        ``on_tile(done, total)`` after each tile of the encoder network. ``colour=False``
+        leaves out the colour layer (format 3 or 4; default: :attr:`writes_colour_layer`)."""
         quality = quality or self.default_quality
         self.channels_sent(quality)  # a bad quality or step count fails before the network runs
         self._check_refine(refine)
+        if refine_realism and not refine:
+            raise CodecError("refine_realism steers refinement's search: give refine steps too")
+        self.validate_realism(refine_realism)
         analysis = self.analyse(image, refine, on_tile)
-        return self.pack(self.refine(analysis, quality, refine, colour, on_step) if refine
-                          else analysis, quality, colour)
+        return self.pack(self.refine(analysis, quality, refine, colour, on_step,
+                                     realism=refine_realism) if refine else analysis,
+                         quality, colour)
 
     def compress(self, image: ImageLike, quality: int | None = None,
-                 target_bpp: float | None = None, refine: int = 0, colour: bool | None = None) -> bytes:
-        """``.cnet`` bytes of ``image``; with ``target_bpp``, the highest quality that fits."""
+                 target_bpp: float | None = None, refine: int = 0, colour: bool | None = None,
+                 refine_realism: float = 0.0) -> bytes:
+        """``.cnet`` bytes of ``image``; with ``target_bpp``, the highest quality that fits
+        (refined for the faithful decoder: ``refine_realism`` needs a quality)."""
         if target_bpp is not None:
+            if refine_realism:
+                raise CodecError("refining for the realism decoder takes a quality, not a target bpp")
             return self.encode_to_target(image, target_bpp, refine, colour).data
-        return self.encode(image, quality, refine, colour).data
+        return self.encode(image, quality, refine, colour, refine_realism=refine_realism).data
 
     def encode_to_target(self, image: ImageLike, target_bpp: float, refine: int = 0,
                          colour: bool | None = None, on_step: Callable[[], object] | None = None,

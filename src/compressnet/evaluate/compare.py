@@ -186,7 +186,8 @@ def learned_rows(codec, path: Path, qualities: list[int], refine: int = 0, reali
     rows = []
     for q in qualities:
         t0 = time.perf_counter()
-        enc = codec.encode(pixels, quality=q, refine=refine)
+        # a refined row at realism R is refined for the decoder at R (Codec.refine)
+        enc = codec.encode(pixels, quality=q, refine=refine, refine_realism=realism if refine else 0.0)
         row, feats = _measure(learned_name(codec, refine, realism), pixels, enc.data, decode,
                               time.perf_counter() - t0, f"q{q}", q, False, path.name)
         row = row._replace(fixed_length_bpp=enc.fixed_length_bpp, switch_accuracy=(
@@ -283,7 +284,7 @@ def run_learned(codec, files: list[Path], qualities: list[int], cache: Cache,
     name = learned_name(codec, refine, realism)
     key = f"{codec.fingerprint.hex()}:v{codec.version_written()}:" + ",".join(map(str, qualities))
     if realism:
-        key += f":realism{realism:g}:{codec.realism_digest}"
+        key += f":realism{realism:g}:{codec.realism_digest}" + (":refined-for-it" if refine else "")
     if switches:
         key += ":switches"
     items: Items = []

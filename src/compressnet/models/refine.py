@@ -9,6 +9,10 @@ straight-through quantiser, lower the training objective for this one image::
     lam * MSE + w * (1 - MS-SSIM) + bits per pixel (under the frozen coder tables, or the
                                      frozen context network where it codes the file)
 
+or, for a file meant for the realism decoder (``perceptual`` and ``decoder`` given), that
+decoder's training loss without its adversary: LPIPS-Alex + 20 * MSE + bits per pixel, scored
+through the realism decoder.
+
 Only the encoder side changes: the file format and decoder are the same, so refined files
 decode bit-exactly with any release that reads the model.
 
@@ -25,7 +29,7 @@ import math
 from collections.abc import Callable
 
 import torch
-from torch import Tensor
+from torch import Tensor, nn
 
 from compressnet.metrics import ms_ssim_similarity
 from compressnet.models.autoencoder import CompressNetModel
@@ -38,16 +42,23 @@ STEP_SIZE = 0.1  # Adam's learning rate, in quantisation steps
 RATE_BACKOFF = 2.0  # the rate weight's factor after a step whose file is too large
 RATE_RELAX = 1.25  # and its divisor after one that fits
 MIN_MSSSIM_SIDE = 33  # five MS-SSIM scales need a 3-tap window to fit: sides above 32 px
+REALISM_MSE_WEIGHT = 20.0  # the realism decoder's training weight (compressnet.train.realism)
 
 
 def objective(model: CompressNetModel, x_hat: Tensor, target: Tensor, y: Tensor, symbols: Tensor,
-              keep: int, rate_weight: float = RATE_WEIGHT, net: ContextNet | None = None) -> Tensor:
+              keep: int, rate_weight: float = RATE_WEIGHT, net: ContextNet | None = None,
+              perceptual: nn.Module | None = None) -> Tensor:
     """What refinement lowers: the training objective of one image, rate in bits per pixel
-    (under the context network ``net`` where the file is coded with one)."""
+    (under the context network ``net`` where the file is coded with one); with ``perceptual``
+    (LPIPS-Alex), the realism decoder's instead."""
     h, w = target.shape[-2:]
-    loss = LAMBDA * torch.mean((x_hat - target) ** 2)
-    if min(h, w) >= MIN_MSSSIM_SIDE:
-        loss = loss + MSSSIM_WEIGHT * (1 - ms_ssim_similarity(x_hat, target))
+    mse = torch.mean((x_hat - target) ** 2)
+    if perceptual is not None:
+        loss = perceptual(x_hat, target).mean() + REALISM_MSE_WEIGHT * mse
+    else:
+        loss = LAMBDA * mse
+        if min(h, w) >= MIN_MSSSIM_SIDE:
+            loss = loss + MSSSIM_WEIGHT * (1 - ms_ssim_similarity(x_hat, target))
     return loss + rate_weight * model.entropy.latent_bits(y, symbols, keep, net).sum() / (h * w)
 
 
@@ -57,7 +68,8 @@ def refine_latent(model: CompressNetModel, x: Tensor, y: Tensor, keep: int, step
                   correct: Callable[[Tensor], Tensor] | None = None,
                   fits: Callable[[Tensor], bool] | None = None,
                   on_step: Callable[[], object] | None = None,
-                  net: ContextNet | None = None) -> Tensor:
+                  net: ContextNet | None = None, decoder: nn.Module | None = None,
+                  perceptual: nn.Module | None = None) -> Tensor:
     """Symbols (B, C, h, w) of the best latent found in ``steps`` steps from ``y``.
 
     ``x`` is the padded image in [0, 1] and ``size`` its true (height, width): padding is
@@ -69,6 +81,8 @@ def refine_latent(model: CompressNetModel, x: Tensor, y: Tensor, keep: int, step
     candidate too (it must fit), so the result never scores worse than it on the objective.
     ``on_step`` is called after each step (a progress bar's ``update``). ``net`` is the
     context network that codes the file (scheme 3), so the rate term counts its bits.
+    ``decoder`` and ``perceptual``: search for the realism decoder (``decoder``, float32) under
+    its loss (see the module docstring) instead of the model's own decoder and objective.
     """
     h, w = size or x.shape[-2:]
     target = x[..., :h, :w]
@@ -80,12 +94,14 @@ def refine_latent(model: CompressNetModel, x: Tensor, y: Tensor, keep: int, step
     with torch.enable_grad():
         for step in range(steps + 1):
             y_hat, symbols = model.quantizer.straight_through(y)
-            x_hat = model.decode(y_hat * mask, switches).x_hat[..., :h, :w]
+            x_hat = (decoder or model.decoder)(y_hat * mask, switches).x_hat[..., :h, :w]
             if correct is not None:
                 x_hat = correct(x_hat)
-            loss = objective(model, x_hat, target, y, symbols, keep, rate_weight=rate_weight, net=net)
+            loss = objective(model, x_hat, target, y, symbols, keep, rate_weight=rate_weight, net=net,
+                             perceptual=perceptual)
             score = loss.item() if rate_weight == RATE_WEIGHT else objective(
-                model, x_hat.detach(), target, y.detach(), symbols, keep, net=net).item()
+                model, x_hat.detach(), target, y.detach(), symbols, keep, net=net,
+                perceptual=perceptual).item()
             small_enough = fits is None or fits(symbols)
             if step == 0 and not small_enough:
                 raise ValueError("the encoder's own latent must fit")
