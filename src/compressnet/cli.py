@@ -98,8 +98,6 @@ def _bpp(text: str) -> float:
 def cmd_compress(args: argparse.Namespace) -> int:
     if args.refine_realism and not args.refine:
         raise CodecError("--refine-realism steers --refine's search: give --refine STEPS too")
-    if args.refine_realism and args.target_bpp is not None:
-        raise CodecError("--refine-realism takes --quality, not --target-bpp")
     codec = load(args.model)
     codec.writes_colour_layer = not args.no_colour_layer
     codec.validate_realism(args.refine_realism)  # before any image is read
@@ -118,7 +116,8 @@ def cmd_compress(args: argparse.Namespace) -> int:
                      disable=None if args.refine else True) as bar:
             bars = dict(on_step=bar.update, on_tile=lambda done, total: tile_bar.update(1))
             if args.target_bpp is not None:
-                result = codec.encode_to_target(pixels, args.target_bpp, args.refine, **bars)
+                result = codec.encode_to_target(pixels, args.target_bpp, args.refine, **bars,
+                                                refine_realism=args.refine_realism)
             else:
                 result = codec.encode(pixels, args.quality, args.refine, **bars,
                                       refine_realism=args.refine_realism)

@@ -141,8 +141,11 @@ class Codec:
         """The decoder blended at ``realism`` and its exact arithmetic (the last one is kept:
         building the exact weights takes a moment)."""
         if self._blended is None or self._blended[0] != realism:
-            decoder = blend(self.model.decoder, self.realism, realism)
-            self._blended = (realism, decoder, Exact(decoder))
+            # normal tensors even when a decode (inference mode) builds it: refinement's search
+            # runs autograd through the same cached decoder
+            with torch.inference_mode(False), torch.no_grad():
+                decoder = blend(self.model.decoder, self.realism, realism)
+                self._blended = (realism, decoder, Exact(decoder))
         return self._blended[1], self._blended[2]
 
     @property
@@ -254,6 +257,11 @@ class Codec:
             self._lpips_alex = LPIPS("alex")
         return self._lpips_alex
 
+    def _check_refine_realism(self, refine: int, refine_realism: float) -> None:
+        if refine_realism and not refine:
+            raise CodecError("refine_realism steers refinement's search: give refine steps too")
+        self.validate_realism(refine_realism)
+
     @staticmethod
     def _check_refine(refine: int) -> None:
         if refine < 0:
@@ -302,9 +310,7 @@ class Codec:
         quality = quality or self.default_quality
         self.channels_sent(quality)  # a bad quality or step count fails before the network runs
         self._check_refine(refine)
-        if refine_realism and not refine:
-            raise CodecError("refine_realism steers refinement's search: give refine steps too")
-        self.validate_realism(refine_realism)
+        self._check_refine_realism(refine, refine_realism)
         analysis = self.analyse(image, refine, on_tile)
         return self.pack(self.refine(analysis, quality, refine, colour, on_step,
                                      realism=refine_realism) if refine else analysis,
@@ -313,22 +319,23 @@ class Codec:
     def compress(self, image: ImageLike, quality: int | None = None,
                  target_bpp: float | None = None, refine: int = 0, colour: bool | None = None,
                  refine_realism: float = 0.0) -> bytes:
-        """``.cnet`` bytes of ``image``; with ``target_bpp``, the highest quality that fits
-        (refined for the faithful decoder: ``refine_realism`` needs a quality)."""
+        """``.cnet`` bytes of ``image``; with ``target_bpp``, the highest quality that fits."""
         if target_bpp is not None:
-            if refine_realism:
-                raise CodecError("refining for the realism decoder takes a quality, not a target bpp")
-            return self.encode_to_target(image, target_bpp, refine, colour).data
+            return self.encode_to_target(image, target_bpp, refine, colour,
+                                         refine_realism=refine_realism).data
         return self.encode(image, quality, refine, colour, refine_realism=refine_realism).data
 
     def encode_to_target(self, image: ImageLike, target_bpp: float, refine: int = 0,
                          colour: bool | None = None, on_step: Callable[[], object] | None = None,
-                         on_tile: Callable[[int, int], object] | None = None) -> EncodeResult:
+                         on_tile: Callable[[int, int], object] | None = None,
+                         refine_realism: float = 0.0) -> EncodeResult:
         """The highest quality whose file fits ``target_bpp``, the rest of the budget spent on a
-        finer colour layer (:func:`compressnet.rate_control.encode_to_target`)."""
+        finer colour layer (:func:`compressnet.rate_control.encode_to_target`); ``refine`` and
+        ``refine_realism`` as in :meth:`encode`."""
         self._check_refine(refine)
+        self._check_refine_realism(refine, refine_realism)
         return rate_control.encode_to_target(self, self.analyse(image, refine, on_tile), target_bpp,
-                                             refine, colour, on_step)
+                                             refine, colour, on_step, refine_realism)
 
     def check_header(self, header: bitstream.Header) -> None:
         """Refuse a file that these weights did not write, saying which weights did

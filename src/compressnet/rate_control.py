@@ -23,11 +23,11 @@ if TYPE_CHECKING:
 
 
 def encode_to_target(codec: Codec, analysis: Analysis, target_bpp: float, refine: int = 0,
-                     colour: bool | None = None, on_step: Callable[[], object] | None = None
-                     ) -> EncodeResult:
+                     colour: bool | None = None, on_step: Callable[[], object] | None = None,
+                     refine_realism: float = 0.0) -> EncodeResult:
     """The highest quality whose file of ``analysis`` fits ``target_bpp``, with the finest
     colour layer that still fits. With ``refine``, the latent search then runs at that quality
-    and block size (its file is never larger)."""
+    and block size (its file is never larger), for the decoder at ``refine_realism``."""
     result = None
     for quality in reversed(codec.qualities):
         result = codec.pack(analysis, quality, colour)
@@ -35,7 +35,8 @@ def encode_to_target(codec: Codec, analysis: Analysis, target_bpp: float, refine
             continue
         result, block = finer_colour(codec, analysis, result, target_bpp, colour)
         if refine:
-            return codec.pack(codec.refine(analysis, quality, refine, colour, on_step, block),
+            return codec.pack(codec.refine(analysis, quality, refine, colour, on_step, block,
+                                           refine_realism),
                               quality, colour, block)
         return result
     raise CodecError(f"even the lowest quality needs {result.bpp:.4f} bpp, above the target "

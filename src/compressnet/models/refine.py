@@ -30,6 +30,7 @@ from collections.abc import Callable
 
 import torch
 from torch import Tensor, nn
+from torch.nn import functional as F
 
 from compressnet.metrics import ms_ssim_similarity
 from compressnet.models.autoencoder import CompressNetModel
@@ -43,6 +44,8 @@ RATE_BACKOFF = 2.0  # the rate weight's factor after a step whose file is too la
 RATE_RELAX = 1.25  # and its divisor after one that fits
 MIN_MSSSIM_SIDE = 33  # five MS-SSIM scales need a 3-tap window to fit: sides above 32 px
 REALISM_MSE_WEIGHT = 20.0  # the realism decoder's training weight (compressnet.train.realism)
+REALISM_MSSSIM_WEIGHT = 0.0
+REALISM_LPIPS_SCALES = 1
 
 
 def objective(model: CompressNetModel, x_hat: Tensor, target: Tensor, y: Tensor, symbols: Tensor,
@@ -55,6 +58,11 @@ def objective(model: CompressNetModel, x_hat: Tensor, target: Tensor, y: Tensor,
     mse = torch.mean((x_hat - target) ** 2)
     if perceptual is not None:
         loss = perceptual(x_hat, target).mean() + REALISM_MSE_WEIGHT * mse
+        for scale in range(1, REALISM_LPIPS_SCALES):
+            factor = 2 ** scale
+            loss = loss + perceptual(F.avg_pool2d(x_hat, factor), F.avg_pool2d(target, factor)).mean()
+        if REALISM_MSSSIM_WEIGHT and min(h, w) >= MIN_MSSSIM_SIDE:
+            loss = loss + REALISM_MSSSIM_WEIGHT * (1 - ms_ssim_similarity(x_hat, target))
     else:
         loss = LAMBDA * mse
         if min(h, w) >= MIN_MSSSIM_SIDE:
@@ -100,7 +108,7 @@ def refine_latent(model: CompressNetModel, x: Tensor, y: Tensor, keep: int, step
             loss = objective(model, x_hat, target, y, symbols, keep, rate_weight=rate_weight, net=net,
                              perceptual=perceptual)
             score = loss.item() if rate_weight == RATE_WEIGHT else objective(
-                model, x_hat.detach(), target, y.detach(), symbols, keep, net=net,
+                model, x_hat.detach(), target, y.detach(), symbols, keep, RATE_WEIGHT, net=net,
                 perceptual=perceptual).item()
             small_enough = fits is None or fits(symbols)
             if step == 0 and not small_enough:

@@ -42,9 +42,10 @@ def _scores(original: np.ndarray, decoded: np.ndarray, size: int) -> dict:
 def compress_upload(codec: Codec, data: bytes, name: str, quality: int | None, target_bpp: float | None,
                     compare: bool, max_pixels: int, progress: Callable[[float, str], None],
                     refine: int = 0, realism: float | None = None) -> dict:
-    """Compress an uploaded image (``refine`` steps of encoder-side search, 0 for none) and
-    decode it at ``realism`` (None: the model's default); with ``compare``, HEVC, AVIF and JPEG
-    (and HEVC and AVIF at half size) at the closest size not above CompressNet's file."""
+    """Compress an uploaded image (``refine`` steps of encoder-side search, 0 for none, for
+    the decoder it is shown with) and decode it at ``realism`` (None: the model's default);
+    with ``compare``, HEVC, AVIF and JPEG (and HEVC and AVIF at half size) at the closest size
+    not above CompressNet's file."""
     realism = codec.default_realism if realism is None else realism
     try:
         codec.validate_realism(realism)
@@ -69,9 +70,9 @@ def compress_upload(codec: Codec, data: bytes, name: str, quality: int | None, t
         progress(0.15, f"compressing with {codec.name}: tile {done} of {total}")
 
     try:
-        result = codec.encode_to_target(pixels, target_bpp, refine, on_step=on_step,
-                                        on_tile=on_encoder_tile) if target_bpp \
-            else codec.encode(pixels, quality, refine, on_step=on_step, on_tile=on_encoder_tile)
+        steer = dict(on_step=on_step, on_tile=on_encoder_tile, refine_realism=realism if refine else 0.0)
+        result = codec.encode_to_target(pixels, target_bpp, refine, **steer) if target_bpp \
+            else codec.encode(pixels, quality, refine, **steer)
     except CodecError as exc:
         raise UploadError(str(exc)) from None
     progress(0.45, "decoding")
