@@ -228,8 +228,8 @@ def test_refinement_for_the_realism_decoder_searches_through_it(bundled):
 
     img = photo(64, 96, seed=11)
     plain = bundled.encode(img, quality=1)
-    for_faithful = bundled.encode(img, quality=1, refine=4)
-    for_realism = bundled.encode(img, quality=1, refine=4, refine_realism=1.0)
+    for_faithful = bundled.encode(img, quality=1, refine=8)  # 8: the realism search's smaller
+    for_realism = bundled.encode(img, quality=1, refine=8, refine_realism=1.0)  # steps need them
     assert for_realism.data != for_faithful.data
     assert len(for_realism.data) <= len(plain.data)
     alex = LPIPS("alex")
@@ -282,6 +282,31 @@ def test_refinement_for_realism_after_a_realism_decode():
     codec.decompress_array(codec.compress(img, quality=1), realism=1.0)
     refined = codec.compress(img, quality=1, refine=2, refine_realism=1.0)
     assert codec.decompress_array(refined, realism=1.0).shape == img.shape
+
+
+def test_an_evaluation_recomputes_realism_refined_rows_when_the_search_changes(bundled, tmp_path,
+                                                                             monkeypatch):
+    """Cached rows refined for the realism decoder name the search's settings: rows searched
+    with other settings are computed again, the same settings come from the cache."""
+    from PIL import Image
+
+    from compressnet.evaluate import compare
+
+    Image.fromarray(photo(32, 32)).save(tmp_path / "a.png")
+    computed = []
+
+    def rows(codec, path, qualities, refine_steps, realism, switches):
+        computed.append(refine.REALISM_STEP_SIZE)
+        return []
+
+    monkeypatch.setattr(compare, "learned_rows", rows)
+    monkeypatch.setattr(compare, "_SCORER", type("Scorer", (), {"key": ((), True)})())
+    cache = compare.Cache(tmp_path / "cache")
+    for step in (0.05, 0.05, 0.1):
+        monkeypatch.setattr(refine, "REALISM_STEP_SIZE", step)
+        compare.run_learned(bundled, [tmp_path / "a.png"], [1], cache, progress=False, refine=2,
+                            realism=1.0)
+    assert computed == [0.05, 0.1]
 
 
 def test_refine_realism_is_refused_where_it_cannot_apply(bundled, tmp_path, capsys):

@@ -18,5 +18,5 @@ os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
 from compressnet.codec import Codec, CodecError, load, preview_array  # noqa: E402
 
-__version__ = "0.9.1"  # the one version string (pyproject.toml reads it)
+__version__ = "0.9.2"  # the one version string (pyproject.toml reads it)
 __all__ = ["Codec", "CodecError", "load", "preview_array", "__version__"]

@@ -23,6 +23,7 @@ from tqdm import tqdm
 from compressnet.evaluate import classical
 from compressnet.image import open_image
 from compressnet.metrics import ms_ssim, psnr
+from compressnet.models import refine as refine_search
 
 DEFAULT_TARGETS = (0.03, 0.05, 0.075, 0.1, 0.15)
 
@@ -284,7 +285,9 @@ def run_learned(codec, files: list[Path], qualities: list[int], cache: Cache,
     name = learned_name(codec, refine, realism)
     key = f"{codec.fingerprint.hex()}:v{codec.version_written()}:" + ",".join(map(str, qualities))
     if realism:
-        key += f":realism{realism:g}:{codec.realism_digest}" + (":refined-for-it" if refine else "")
+        key += f":realism{realism:g}:{codec.realism_digest}"
+        if refine:  # searched for this decoder, with these settings
+            key += f":refined-for-it:{refine_search.realism_search_tag()}"
     if switches:
         key += ":switches"
     items: Items = []

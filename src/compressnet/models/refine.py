@@ -40,12 +40,22 @@ LAMBDA = 200.0  # the objective the bundled models were trained with (for sae-sp
 MSSSIM_WEIGHT = 10.0  # steps; its later steps weighed MS-SSIM 20: see docs/cards/sae-spn-lite.md)
 RATE_WEIGHT = 1.0
 STEP_SIZE = 0.1  # Adam's learning rate, in quantisation steps
+REALISM_STEP_SIZE = 0.05  # the realism search's (benchmarks/refine_realism_tuning.py measured
+# 0.0125-0.2 and the options below on held-out photos: the defaults are the best it found)
 RATE_BACKOFF = 2.0  # the rate weight's factor after a step whose file is too large
 RATE_RELAX = 1.25  # and its divisor after one that fits
 MIN_MSSSIM_SIDE = 33  # five MS-SSIM scales need a 3-tap window to fit: sides above 32 px
 REALISM_MSE_WEIGHT = 20.0  # the realism decoder's training weight (compressnet.train.realism)
-REALISM_MSSSIM_WEIGHT = 0.0
-REALISM_LPIPS_SCALES = 1
+REALISM_MSSSIM_WEIGHT = 0.0  # a (1 - MS-SSIM) term in the realism search, as the faithful one has
+REALISM_LPIPS_SCALES = 1  # 2 or more: LPIPS-Alex at 1/2, 1/4, ... size too
+STEP_DECAY = False  # cosine decay of the step size over the search
+
+
+def realism_search_tag() -> str:
+    """The realism search's settings as a string: an evaluation's cache keys its refined rows on
+    it, so rows searched with other settings are not reused."""
+    return (f"step{REALISM_STEP_SIZE:g}-mse{REALISM_MSE_WEIGHT:g}-msssim{REALISM_MSSSIM_WEIGHT:g}"
+            f"-scales{REALISM_LPIPS_SCALES}-rate{RATE_WEIGHT:g}" + ("-cosine" if STEP_DECAY else ""))
 
 
 def objective(model: CompressNetModel, x_hat: Tensor, target: Tensor, y: Tensor, symbols: Tensor,
@@ -97,7 +107,8 @@ def refine_latent(model: CompressNetModel, x: Tensor, y: Tensor, keep: int, step
     mask = torch.zeros_like(y)
     mask[:, :keep] = 1
     y = y.detach().clone().requires_grad_(True)
-    opt = torch.optim.Adam([y], lr=STEP_SIZE)
+    opt = torch.optim.Adam([y], lr=STEP_SIZE if perceptual is None else REALISM_STEP_SIZE)
+    schedule = torch.optim.lr_scheduler.CosineAnnealingLR(opt, max(steps, 1)) if STEP_DECAY else None
     best, best_symbols, rate_weight = math.inf, None, RATE_WEIGHT
     with torch.enable_grad():
         for step in range(steps + 1):
@@ -122,6 +133,8 @@ def refine_latent(model: CompressNetModel, x: Tensor, y: Tensor, keep: int, step
             opt.zero_grad(set_to_none=True)
             loss.backward(inputs=[y])
             opt.step()
+            if schedule is not None:
+                schedule.step()
             if on_step is not None:
                 on_step()
     return best_symbols
