@@ -18,13 +18,12 @@ import time
 from pathlib import Path
 
 import numpy as np
-from PIL import Image
 
 import compressnet
 from compressnet.metrics import ms_ssim, psnr
 from compressnet.models import refine
 from compressnet.perceptual import PerceptualScorer
-from compressnet.train.data import find_images, read_photo
+from compressnet.train.data import find_images, read_photo_scaled
 
 ROOT = Path(__file__).resolve().parents[1]
 TRAIN = ROOT.parent / "shared" / "data" / "train"
@@ -51,16 +50,7 @@ SHIPPED = {name: getattr(refine, name) for name in
 def held_out(n: int, max_side: int) -> list[tuple[str, np.ndarray]]:
     files = find_images(TRAIN)
     random.Random(1234).shuffle(files)  # train-realism's held-out photos
-    photos = []
-    for file in files[:n]:
-        arr = read_photo(file, max_side)
-        h, w = arr.shape[:2]
-        scale = max_side / max(h, w)
-        if scale < 1:
-            arr = np.asarray(Image.fromarray(arr).resize((round(w * scale), round(h * scale)),
-                                                          Image.LANCZOS))
-        photos.append((file.name, arr))
-    return photos
+    return [(file.name, read_photo_scaled(file, max_side)) for file in files[:n]]
 
 
 def main() -> None:

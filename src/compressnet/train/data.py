@@ -49,6 +49,16 @@ def read_photo(path: Path, max_side: int = 1024) -> np.ndarray:
         return to_rgb_array(im)
 
 
+def read_photo_scaled(path: Path, max_side: int) -> np.ndarray:
+    """A training photo scaled (Lanczos) to at most ``max_side`` pixels a side."""
+    arr = read_photo(path, max_side)
+    h, w = arr.shape[:2]
+    scale = max_side / max(h, w)
+    if scale < 1:
+        arr = np.asarray(Image.fromarray(arr).resize((round(w * scale), round(h * scale)), Image.LANCZOS))
+    return arr
+
+
 class CropDataset(torch.utils.data.Dataset):
     """Random ``crop`` x ``crop`` patches of images held in memory as uint8.
 

@@ -43,7 +43,7 @@ from compressnet.image import pad_to_multiple
 from compressnet.models.autoencoder import DOWNSAMPLING, Decoder
 from compressnet.models.realism import save_realism_decoder
 from compressnet.perceptual import DISTS, LPIPS
-from compressnet.train.data import find_images, read_photo
+from compressnet.train.data import find_images, read_photo_scaled
 from compressnet.train.losses import discriminator_loss, generator_adversarial_loss
 
 
@@ -60,14 +60,7 @@ def build_cache(codec: Codec, files: list[Path], max_side: int, path: Path,
         return [CachedPhoto(*item) for item in torch.load(path, weights_only=True)]
     cache = []
     for file in tqdm(files, desc="encoding photos", unit="photo", disable=not progress):
-        arr = read_photo(file, max_side)
-        h, w = arr.shape[:2]
-        scale = max_side / max(h, w)
-        if scale < 1:
-            from PIL import Image
-
-            arr = np.asarray(Image.fromarray(arr).resize((round(w * scale), round(h * scale)),
-                                                         Image.LANCZOS))
+        arr = read_photo_scaled(file, max_side)
         h, w = (arr.shape[0] // DOWNSAMPLING) * DOWNSAMPLING, (arr.shape[1] // DOWNSAMPLING) * DOWNSAMPLING
         if min(h, w) < 8 * DOWNSAMPLING:
             continue
