@@ -257,15 +257,12 @@ class Codec:
             self._lpips_alex = LPIPS("alex")
         return self._lpips_alex
 
-    def _check_refine_realism(self, refine: int, refine_realism: float) -> None:
+    def _check_refine(self, refine: int, refine_realism: float = 0.0) -> None:
+        if refine < 0:
+            raise CodecError(f"refine takes a number of steps (0 or more), not {refine}")
         if refine_realism and not refine:
             raise CodecError("refine_realism steers refinement's search: give refine steps too")
         self.validate_realism(refine_realism)
-
-    @staticmethod
-    def _check_refine(refine: int) -> None:
-        if refine < 0:
-            raise CodecError(f"refine takes a number of steps (0 or more), not {refine}")
 
     def _latent_coder(self, version: int) -> LatentCoder:
         """How format ``version`` codes the latent."""
@@ -309,8 +306,7 @@ class Codec:
         leaves out the colour layer (format 3 or 4; default: :attr:`writes_colour_layer`)."""
         quality = quality or self.default_quality
         self.channels_sent(quality)  # a bad quality or step count fails before the network runs
-        self._check_refine(refine)
-        self._check_refine_realism(refine, refine_realism)
+        self._check_refine(refine, refine_realism)
         analysis = self.analyse(image, refine, on_tile)
         return self.pack(self.refine(analysis, quality, refine, colour, on_step,
                                      realism=refine_realism) if refine else analysis,
@@ -332,8 +328,7 @@ class Codec:
         """The highest quality whose file fits ``target_bpp``, the rest of the budget spent on a
         finer colour layer (:func:`compressnet.rate_control.encode_to_target`); ``refine`` and
         ``refine_realism`` as in :meth:`encode`."""
-        self._check_refine(refine)
-        self._check_refine_realism(refine, refine_realism)
+        self._check_refine(refine, refine_realism)
         return rate_control.encode_to_target(self, self.analyse(image, refine, on_tile), target_bpp,
                                              refine, colour, on_step, refine_realism)
 
