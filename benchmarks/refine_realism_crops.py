@@ -4,7 +4,7 @@ Columns: the original, ``--realism 1`` on the plain file, ``--realism 1`` on the
 ``compress --refine STEPS --refine-realism 1`` (no larger). Rows: kodim23 and kodim05 at
 quality 1, pixel for pixel. Each file's size is printed.
 
-    python benchmarks/refine_realism_crops.py [--steps 20] [-o docs/refined-for-realism.png]
+    python benchmarks/refine_realism_crops.py [--steps 80] [-o docs/refined-for-realism.png]
 """
 
 from __future__ import annotations
@@ -24,7 +24,7 @@ CROPS = {"kodim23": (200, 60, 520, 300), "kodim05": (150, 120, 470, 360)}  # lef
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--steps", type=int, default=20)
+    parser.add_argument("--steps", type=int, default=80)
     parser.add_argument("--quality", type=int, default=1)
     parser.add_argument("-o", "--out", default="docs/refined-for-realism.png")
     args = parser.parse_args()
