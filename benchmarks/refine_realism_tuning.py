@@ -53,6 +53,20 @@ def held_out(n: int, max_side: int) -> list[tuple[str, np.ndarray]]:
     return [(file.name, read_photo_scaled(file, max_side)) for file in files[:n]]
 
 
+def score(codec, scorer: PerceptualScorer, photos: list[tuple[str, np.ndarray]], quality: int,
+          steps: int = 0) -> dict[str, float]:
+    """Mean bytes, PSNR, MS-SSIM, LPIPS-Alex/VGG and DISTS of ``photos`` coded at ``quality``
+    (refined ``steps`` steps for the realism decoder) and decoded with ``--realism 1``."""
+    rows = []
+    for photo, pixels in photos:
+        data = codec.compress(pixels, quality=quality, refine=steps, refine_realism=1.0 if steps else 0.0)
+        decoded = codec.decompress_array(data, realism=1.0)
+        rows.append({"bytes": len(data), "psnr": psnr(pixels, decoded), "ms-ssim": ms_ssim(pixels, decoded),
+                     **scorer(pixels, decoded)})
+        print(photo, json.dumps(rows[-1]), flush=True)
+    return {k: float(np.mean([r[k] for r in rows])) for k in rows[0]}
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--variants", nargs="+", default=["shipped"], choices=sorted(VARIANTS))
@@ -71,16 +85,8 @@ def main() -> None:
         for key, value in {**SHIPPED, **VARIANTS[name]}.items():
             setattr(refine, key, value)
         steps = 0 if name == "plain" else args.steps
-        rows, start = [], time.perf_counter()
-        for photo, pixels in photos:
-            data = codec.compress(pixels, quality=args.quality, refine=steps,
-                                  refine_realism=1.0 if steps else 0.0)
-            decoded = codec.decompress_array(data, realism=1.0)
-            row = {"bytes": len(data), "psnr": psnr(pixels, decoded), "ms-ssim": ms_ssim(pixels, decoded)}
-            row.update(scorer(pixels, decoded))
-            rows.append(row)
-            print(photo, json.dumps(row), flush=True)
-        mean = {k: float(np.mean([r[k] for r in rows])) for k in rows[0]}
+        start = time.perf_counter()
+        mean = score(codec, scorer, photos, args.quality, steps)
         result = {"variant": name, "steps": steps, "quality": args.quality,
                   "seconds": time.perf_counter() - start, **mean}
         print(json.dumps(result), flush=True)

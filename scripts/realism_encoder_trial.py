@@ -28,11 +28,10 @@ import torch
 from tqdm import tqdm
 
 import compressnet
-from compressnet.metrics import ms_ssim, psnr
+from compressnet.models import refine
 from compressnet.perceptual import LPIPS, PerceptualScorer
 
 ROOT = Path(__file__).resolve().parents[1]
-MSE_WEIGHT = 20.0  # the realism decoder's training weight
 QUALITY_WEIGHTS = (2, 1, 1, 1, 1, 1)
 
 
@@ -43,17 +42,6 @@ def _benchmark():  # the tuning benchmark's held-out photos, from a file outside
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
     return module
-
-
-def score(codec, photos, quality: int) -> dict[str, float]:
-    scorer = PerceptualScorer()
-    rows = []
-    for _, pixels in photos:
-        data = codec.compress(pixels, quality=quality)
-        decoded = codec.decompress_array(data, realism=1.0)
-        rows.append({"bytes": len(data), "psnr": psnr(pixels, decoded), "ms-ssim": ms_ssim(pixels, decoded),
-                     **scorer(pixels, decoded)})
-    return {k: float(np.mean([r[k] for r in rows])) for k in rows[0]}
 
 
 def main() -> None:
@@ -76,7 +64,8 @@ def main() -> None:
     net = codec._latent_coder(codec.version_written()).network
     alex = LPIPS("alex").requires_grad_(False)
     keeps = list(codec.cfg.qualities)
-    before = score(codec, held, 1)
+    scorer = PerceptualScorer()
+    before = tuning.score(codec, scorer, held, 1)
     print("held-out before:", json.dumps(before), flush=True)
     encoder = copy.deepcopy(model.encoder).train()
     opt = torch.optim.Adam(encoder.parameters(), lr=args.lr)
@@ -100,7 +89,7 @@ def main() -> None:
             x_hat = decoder(y_hat * mask, None).x_hat
             mse = torch.mean((x_hat - x) ** 2)
             bpp = model.entropy.latent_bits(y, symbols, keep, net).sum() / x[:, 0].numel()
-            loss = alex(x_hat, x).mean() + MSE_WEIGHT * mse + bpp
+            loss = alex(x_hat, x).mean() + refine.REALISM_MSE_WEIGHT * mse + bpp
             opt.zero_grad(set_to_none=True)
             loss.backward()
             opt.step()
@@ -109,7 +98,7 @@ def main() -> None:
             bar.set_postfix(loss=f"{loss.item():.3f}", bpp=f"{bpp.item():.3f}", keep=keep)
     torch.save(encoder.state_dict(), out / "encoder.pt")
     model.encoder.load_state_dict(encoder.state_dict())
-    after = score(codec, held, 1)
+    after = tuning.score(codec, scorer, held, 1)
     result = {"steps": step, "minutes": args.minutes, "lr": args.lr, "before": before, "after": after}
     print(json.dumps(result), flush=True)
     (out / "result.json").write_text(json.dumps(result, indent=1))
